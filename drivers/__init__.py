@@ -1,0 +1,1 @@
+"""Everything that touches tensors: model code, weight loaders, tokenizers, sampling."""

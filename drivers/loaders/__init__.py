@@ -1,0 +1,1 @@
+"""Weight loaders: HF safetensors folders, GGUF files, and the model-name registry."""

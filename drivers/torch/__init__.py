@@ -1,0 +1,1 @@
+"""The torch driver: Llama-family model code over a paged KV cache."""

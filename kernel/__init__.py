@@ -1,0 +1,1 @@
+"""The resident kernel: process table, page allocator, scheduler and engine loop."""

@@ -1,0 +1,1 @@
+"""Hookspecs and built-in task plugins."""
