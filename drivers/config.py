@@ -45,6 +45,7 @@ class ModelConfig:
             num_heads = int(cfg["num_attention_heads"])
             hidden = int(cfg["hidden_size"])
             eos = cfg.get("eos_token_id")
+            rope = _rope_parameters(cfg)
             return cls(
                 model_type=model_type,
                 vocab_size=int(cfg["vocab_size"]),
@@ -56,8 +57,8 @@ class ModelConfig:
                 head_dim=int(cfg.get("head_dim") or hidden // num_heads),
                 max_position_embeddings=int(cfg.get("max_position_embeddings", 2048)),
                 rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
-                rope_theta=float(cfg.get("rope_theta", 10000.0)),
-                rope_scaling=cfg.get("rope_scaling"),
+                rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+                rope_scaling=rope or None,
                 tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
                 attention_bias=bool(cfg.get("attention_bias", model_type == "qwen2")),
                 sliding_window=_sliding_window(cfg),
@@ -70,6 +71,14 @@ class ModelConfig:
     @property
     def num_kv_groups(self) -> int:
         return self.num_attention_heads // self.num_key_value_heads
+
+
+def _rope_parameters(cfg: dict[str, Any]) -> dict[str, Any]:
+    # Older configs say `rope_scaling` (+ top-level rope_theta); newer ones `rope_parameters`.
+    params = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        raise TypeError(f"rope parameters must be a mapping, got {params!r}")
+    return dict(params)
 
 
 def _sliding_window(cfg: dict[str, Any]) -> int | None:

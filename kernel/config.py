@@ -1,0 +1,19 @@
+"""EngineConfig: every setting of the engine loop and its driver."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class EngineConfig(BaseModel):
+    """Engine settings; the daemon's configuration embeds these."""
+
+    dtype: str = "bfloat16"
+    device: str = "cpu"
+    page_size: int = Field(16, ge=1, le=1024)
+    kv_budget: float | int = Field(
+        0.2, description="KV pool size: bytes, or a fraction of free memory (0, 1]"
+    )
+    max_model_len: int | None = Field(None, ge=2)
+    max_num_seqs: int = Field(64, ge=1)
+    max_num_batched_tokens: int = Field(512, ge=1)

@@ -1,0 +1,220 @@
+"""The engine loop: continuous batching, one step at a time.
+
+Usable in-process as a library::
+
+    engine = Engine.from_model("smollm2", EngineConfig(dtype="float32"))
+    [done] = engine.generate(["Hello"], SamplingParams(temperature=0, max_tokens=8))
+
+Each :meth:`Engine.step` asks the scheduler for a plan, has the driver run
+one forward over it, appends the sampled tokens, and retires processes that
+hit a stop condition (their pages go back to the allocator).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmos.drivers.torch.batch import BatchItem
+from llmos.drivers.torch.driver import TorchDriver
+from llmos.kernel.config import EngineConfig
+from llmos.kernel.memory import MemoryManager
+from llmos.kernel.process import ExitStatus, Process
+from llmos.kernel.prompt import Prompt, tokenize_prompt
+from llmos.kernel.scheduler import Scheduler, StepPlan
+from llmos.kernel.stopping import find_stop_string, length_exit, stop_token_ids
+from llmos.syscalls.errors import ContextOverflow, NotFound, OutOfMemory
+from llmos.syscalls.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one process produced in one step."""
+
+    pid: int
+    token_id: int
+    text: str
+    exit_status: ExitStatus | None = None
+
+
+@dataclass
+class Completion:
+    """A finished process as :meth:`Engine.generate` returns it."""
+
+    pid: int
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    text: str
+    exit_status: ExitStatus
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """Owns the driver, the memory manager and the scheduler; runs steps."""
+
+    def __init__(self, driver: TorchDriver, config: EngineConfig) -> None:
+        self.driver = driver
+        self.config = config
+        self.tokenizer = driver.tokenizer
+        self.memory = MemoryManager(driver.num_pages, driver.page_size)
+        self.scheduler = Scheduler(
+            self.memory, config.max_num_seqs, config.max_num_batched_tokens
+        )
+        self.processes: dict[int, Process] = {}
+        self._pids = itertools.count(1)
+        self.num_steps = 0
+        self.num_prefill_tokens = 0
+        self.num_decode_tokens = 0
+
+    @classmethod
+    def from_model(
+        cls, name: str, config: EngineConfig | None = None, data_dir: Path | None = None
+    ) -> Engine:
+        """Load ``name`` (a preset, a local path or a hub id) and build an engine on it."""
+        from llmos.drivers.loaders.registry import load_checkpoint
+
+        config = config or EngineConfig()
+        checkpoint = load_checkpoint(name, data_dir=data_dir)
+        driver = TorchDriver(
+            checkpoint,
+            dtype=config.dtype,
+            device=config.device,
+            page_size=config.page_size,
+            kv_budget=config.kv_budget,
+            max_model_len=config.max_model_len,
+        )
+        return cls(driver, config)
+
+    @property
+    def max_model_len(self) -> int:
+        return self.driver.max_model_len
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def add(self, prompt: Prompt, params: SamplingParams | None = None) -> Process:
+        """Create a process for ``prompt`` (text, token ids or chat messages); return it."""
+        params = (params or SamplingParams()).validate()
+        token_ids = tokenize_prompt(self.tokenizer, prompt)
+        self._check_fits(len(token_ids))
+        process = Process(
+            pid=next(self._pids),
+            params=params,
+            token_ids=list(token_ids),
+            num_prompt_tokens=len(token_ids),
+            sampler_state=self.driver.new_sampler_state(params),
+            detokenizer=self.tokenizer.detokenizer(),
+        )
+        self.processes[process.pid] = process
+        self.scheduler.add(process)
+        return process
+
+    def _check_fits(self, num_prompt_tokens: int) -> None:
+        if num_prompt_tokens == 0:
+            raise ContextOverflow("the prompt is empty")
+        if num_prompt_tokens >= self.max_model_len:
+            raise ContextOverflow(
+                f"prompt has {num_prompt_tokens} tokens; the context holds {self.max_model_len}"
+            )
+        if not self.memory.can_ever_fit(num_prompt_tokens + 1):
+            raise OutOfMemory(
+                f"a {num_prompt_tokens}-token prompt needs more KV pages than the pool has "
+                f"({self.memory.allocator.num_pages})"
+            )
+
+    def kill(self, pid: int) -> Process:
+        """End a process now (status ``killed``) and free its pages."""
+        process = self.processes.get(pid)
+        if process is None:
+            raise NotFound(f"no such process: {pid}")
+        if not process.is_finished:
+            self._retire(process, ExitStatus.KILLED)
+        return process
+
+    def step(self) -> list[StepOutput]:
+        """Run one continuous-batching iteration; return the tokens it produced."""
+        plan = self.scheduler.schedule()
+        if plan.is_empty:
+            return []
+        items, samplers = self._build_batch(plan)
+        tokens = self.driver.execute(
+            items,
+            [p.params for p in samplers],
+            [p.sampler_state for p in samplers],
+            [p.token_ids for p in samplers],
+        )
+        self.num_steps += 1
+        for process, num in plan.scheduled:
+            process.num_computed_tokens += num
+        return [self._accept(p, t) for p, t in zip(samplers, tokens, strict=True)]
+
+    def _build_batch(self, plan: StepPlan) -> tuple[list[BatchItem], list[Process]]:
+        items: list[BatchItem] = []
+        samplers: list[Process] = []
+        for process, num in plan.scheduled:
+            start = process.num_computed_tokens
+            need_logits = start + num == process.num_tokens
+            items.append(
+                BatchItem(
+                    token_ids=process.token_ids[start : start + num],
+                    start=start,
+                    block_table=process.block_table,
+                    need_logits=need_logits,
+                )
+            )
+            if num == 1 and start > 0:
+                self.num_decode_tokens += 1
+            else:
+                self.num_prefill_tokens += num
+            if need_logits:
+                samplers.append(process)
+        return items, samplers
+
+    def _accept(self, process: Process, token: int) -> StepOutput:
+        process.append_token(token)
+        if token in stop_token_ids(process, self.tokenizer.eos_token_ids):
+            delta = process.detokenizer.flush()
+            status: ExitStatus | None = ExitStatus.STOP
+        else:
+            delta = process.detokenizer.feed(token)
+            status = None
+        cut = find_stop_string(process.text, delta, process.params.stop)
+        if cut is not None:
+            delta = (process.text + delta)[:cut][len(process.text) :]
+            status = ExitStatus.STOP
+        status = status or length_exit(process, self.max_model_len)
+        if status is not None and status is not ExitStatus.STOP:
+            delta += process.detokenizer.flush()
+        process.text += delta
+        if status is not None:
+            self._retire(process, status)
+        return StepOutput(process.pid, token, delta, status)
+
+    def _retire(self, process: Process, status: ExitStatus) -> None:
+        self.scheduler.remove(process)
+        process.exit(status)
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Completion]:
+        """Run ``prompts`` to completion together; results in prompt order."""
+        per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else params
+        processes = [self.add(p, sp) for p, sp in zip(prompts, per_prompt, strict=True)]
+        while any(not p.is_finished for p in processes):
+            self.step()
+        return [self._completion(p) for p in processes]
+
+    def _completion(self, process: Process) -> Completion:
+        assert process.exit_status is not None
+        return Completion(
+            pid=process.pid,
+            prompt_token_ids=process.token_ids[: process.num_prompt_tokens],
+            token_ids=process.generated_ids,
+            text=process.text,
+            exit_status=process.exit_status,
+            stats={"num_preemptions": process.num_preemptions},
+        )

@@ -1,0 +1,34 @@
+"""Stop conditions: stop tokens, stop strings, max tokens and the context limit."""
+
+from __future__ import annotations
+
+from llmos.kernel.process import ExitStatus, Process
+
+
+def stop_token_ids(process: Process, eos_token_ids: list[int]) -> set[int]:
+    """The token ids that end this process."""
+    ids = set(process.params.stop_token_ids)
+    if not process.params.ignore_eos:
+        ids.update(eos_token_ids)
+    return ids
+
+
+def find_stop_string(text: str, delta: str, stops: list[str]) -> int | None:
+    """Index in ``text + delta`` where the earliest stop string begins, if one ends in delta."""
+    if not stops or not delta:
+        return None
+    combined = text + delta
+    longest = max(len(stop) for stop in stops)
+    search_from = max(0, len(text) - longest + 1)
+    hits = [combined.find(stop, search_from) for stop in stops]
+    found = [hit for hit in hits if hit >= 0]
+    return min(found) if found else None
+
+
+def length_exit(process: Process, max_model_len: int) -> ExitStatus | None:
+    """LENGTH once max_tokens are generated or the context is full."""
+    if process.num_generated >= process.params.max_tokens:
+        return ExitStatus.LENGTH
+    if process.num_tokens >= max_model_len:
+        return ExitStatus.LENGTH
+    return None
