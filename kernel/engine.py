@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos.drivers.detokenizer import IncrementalDetokenizer
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
 from llmos.kernel.config import EngineConfig
@@ -60,9 +61,7 @@ class Engine:
         self.config = config
         self.tokenizer = driver.tokenizer
         self.memory = MemoryManager(driver.num_pages, driver.page_size)
-        self.scheduler = Scheduler(
-            self.memory, config.max_num_seqs, config.max_num_batched_tokens
-        )
+        self.scheduler = Scheduler(self.memory, config.max_num_seqs, config.max_num_batched_tokens)
         self.processes: dict[int, Process] = {}
         self._pids = itertools.count(1)
         self.num_steps = 0
@@ -107,7 +106,7 @@ class Engine:
             token_ids=list(token_ids),
             num_prompt_tokens=len(token_ids),
             sampler_state=self.driver.new_sampler_state(params),
-            detokenizer=self.tokenizer.detokenizer(),
+            detokenizer=IncrementalDetokenizer(self.tokenizer, context_ids=token_ids),
         )
         self.processes[process.pid] = process
         self.scheduler.add(process)

@@ -35,7 +35,9 @@ class StepPlan:
 class Scheduler:
     """FCFS continuous batching under a per-step token budget."""
 
-    def __init__(self, memory: MemoryManager, max_num_seqs: int, max_num_batched_tokens: int) -> None:
+    def __init__(
+        self, memory: MemoryManager, max_num_seqs: int, max_num_batched_tokens: int
+    ) -> None:
         assert max_num_seqs > 0 and max_num_batched_tokens > 0
         self.memory = memory
         self.max_num_seqs = max_num_seqs

@@ -41,7 +41,9 @@ def build_model(
     return model.eval().requires_grad_(False)
 
 
-def _our_state_dict(config: ModelConfig, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _our_state_dict(
+    config: ModelConfig, tensors: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():
         if name.endswith(_IGNORED_SUFFIXES):
