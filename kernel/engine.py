@@ -26,7 +26,7 @@ from llmos.kernel.memory import MemoryManager
 from llmos.kernel.process import ExitStatus, Process
 from llmos.kernel.prompt import Prompt, tokenize_prompt
 from llmos.kernel.scheduler import Scheduler, StepPlan
-from llmos.kernel.stopping import find_stop_string, length_exit, stop_token_ids
+from llmos.kernel.stopping import find_stop_string, held_back, length_exit, stop_token_ids
 from llmos.syscalls.errors import ContextOverflow, NotFound, OutOfMemory
 from llmos.syscalls.sampling import SamplingParams
 
@@ -175,23 +175,26 @@ class Engine:
 
     def _accept(self, process: Process, token: int) -> StepOutput:
         process.append_token(token)
-        if token in stop_token_ids(process, self.tokenizer.eos_token_ids):
-            delta = process.detokenizer.flush()
-            status: ExitStatus | None = ExitStatus.STOP
-        else:
-            delta = process.detokenizer.feed(token)
-            status = None
-        cut = find_stop_string(process.text, delta, process.params.stop)
-        if cut is not None:
-            delta = (process.text + delta)[:cut][len(process.text) :]
-            status = ExitStatus.STOP
+        status = self._append_text(process, token)
         status = status or length_exit(process, self.max_model_len)
         if status is not None and status is not ExitStatus.STOP:
-            delta += process.detokenizer.flush()
-        process.text += delta
+            process.text += process.detokenizer.flush()
+        hold = 0 if status is not None else held_back(process.text, process.params.stop)
+        delta = process.text[process.num_streamed_chars : len(process.text) - hold]
+        process.num_streamed_chars += len(delta)
         if status is not None:
             self._retire(process, status)
         return StepOutput(process.pid, token, delta, status)
+
+    def _append_text(self, process: Process, token: int) -> ExitStatus | None:
+        """Extend the process's text by ``token``; STOP on a stop token or string."""
+        if token in stop_token_ids(process, self.tokenizer.eos_token_ids):
+            process.text += process.detokenizer.flush()
+            return ExitStatus.STOP
+        delta = process.detokenizer.feed(token)
+        cut = find_stop_string(process.text, delta, process.params.stop)
+        process.text = (process.text + delta)[:cut]
+        return None if cut is None else ExitStatus.STOP
 
     def _retire(self, process: Process, status: ExitStatus) -> None:
         self.scheduler.remove(process)

@@ -48,6 +48,7 @@ class Process:
     exit_status: ExitStatus | None = None
     error: str | None = None
     text: str = ""
+    num_streamed_chars: int = 0
     num_preemptions: int = 0
     created_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None

@@ -32,3 +32,17 @@ def length_exit(process: Process, max_model_len: int) -> ExitStatus | None:
     if process.num_tokens >= max_model_len:
         return ExitStatus.LENGTH
     return None
+
+
+def held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that could begin a stop string.
+
+    Streamed text stops short of it, so a stop string is never half-sent.
+    """
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
