@@ -58,6 +58,7 @@ TARGETS = [
     ("fixed", "llmos", "hf-padded", 1.5),
     ("varied", "llmos", "hf-padded", 3.0),
 ]
+CONTENDED = 0.25  # other-cpu (cores) above which a row is flagged
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data-dir", type=Path, default=None, help="llmos data dir (model cache)")
     ap.add_argument("--threads", type=int, default=num_cores())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1, help="time each run N times, keep the best")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args(argv)
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -94,30 +96,30 @@ def run_ours(engine: Engine, work: Workload) -> tuple[int, int]:
     return sum(len(c.token_ids) for c in done), sum(c.stats.get("num_preemptions", 0) for c in done)
 
 
-def bench_ours(engine: Engine, work: Workload, baseline: str) -> Result:
+def bench_ours(engine: Engine, work: Workload, baseline: str, repeat: int) -> Result:
     holder: dict[str, int] = {}
 
     def go() -> int:
         generated, holder["preemptions"] = run_ours(engine, work)
         return work.useful_tokens if work.name == "varied" else generated
 
-    tokens, seconds = timed(go)
-    return Result(work.name, "llmos", tokens, seconds, baseline, dict(holder))
+    return Result(work.name, "llmos", *timed(go, repeat), baseline, dict(holder))
 
 
-def bench_hf(model: Any, work: Workload, num_sequential: int) -> list[Result]:
+def bench_hf(model: Any, work: Workload, num_sequential: int, repeat: int) -> list[Result]:
     """The transformers baselines for one workload."""
     if work.name == "single":
-        tokens, secs = timed(lambda: hf_sequential(model, work.prompts, work.outputs[0]))
-        return [Result(work.name, "hf-sequential", tokens, secs)]
+        run = timed(lambda: hf_sequential(model, work.prompts, work.outputs[0]), repeat)
+        return [Result(work.name, "hf-sequential", *run)]
     longest = max(work.outputs)
-    generated, secs = timed(lambda: hf_generate(model, work.prompts, longest))
+    generated, secs, other = timed(lambda: hf_generate(model, work.prompts, longest), repeat)
     if work.name == "varied":  # only the requested tokens are useful
-        return [Result(work.name, "hf-padded", work.useful_tokens, secs, None, {"generated": generated})]
-    results = [Result(work.name, "hf-padded", generated, secs)]
+        extra = {"generated": generated}
+        return [Result(work.name, "hf-padded", work.useful_tokens, secs, other, None, extra)]
+    results = [Result(work.name, "hf-padded", generated, secs, other)]
     first = work.prompts[:num_sequential]
-    tokens, secs = timed(lambda: hf_sequential(model, first, longest))
-    results.append(Result(work.name, f"hf-sequential[:{len(first)}]", tokens, secs))
+    run = timed(lambda: hf_sequential(model, first, longest), repeat)
+    results.append(Result(work.name, f"hf-sequential[:{len(first)}]", *run))
     return results
 
 
@@ -127,7 +129,9 @@ def kv_budget(workloads: dict[str, Workload], config_json: Path, dtype: str) -> 
     return max(int(need * kv_bytes_per_token(config_json, dtype) * 1.25), 64 * 1024**2)
 
 
-def run_dtype(dtype: str, args: argparse.Namespace, folder: Path, work: dict[str, Workload]) -> list[Result]:
+def run_dtype(
+    dtype: str, args: argparse.Namespace, folder: Path, work: dict[str, Workload]
+) -> list[Result]:
     torch.set_num_threads(args.threads)
     config = EngineConfig(dtype=dtype, kv_budget=kv_budget(work, folder / "config.json", dtype))
     engine = Engine.from_model(MODEL, config, data_dir=args.data_dir)
@@ -138,8 +142,9 @@ def run_dtype(dtype: str, args: argparse.Namespace, folder: Path, work: dict[str
     results: list[Result] = []
     for name in args.workloads:
         baseline = "hf-sequential" if name == "single" else "hf-padded"
-        results.append(bench_ours(engine, work[name], baseline))
-        results.extend(bench_hf(model, work[name], SCALES[args.scale].num_sequential))
+        results.append(bench_ours(engine, work[name], baseline, args.repeat))
+        num_sequential = SCALES[args.scale].num_sequential
+        results.extend(bench_hf(model, work[name], num_sequential, args.repeat))
     del engine, model
     gc.collect()
     return results
@@ -154,15 +159,23 @@ def ratio(results: list[Result], workload: str, system: str, baseline: str) -> f
 
 def print_table(dtype: str, results: list[Result]) -> list[dict[str, Any]]:
     print(f"\n== {dtype} ==")
-    print(f"{'workload':<8} {'system':<18} {'tokens':>8} {'seconds':>8} {'tok/s':>9}  vs baseline")
+    print(
+        f"{'workload':<8} {'system':<18} {'tokens':>7} {'seconds':>8} {'tok/s':>8} "
+        f"{'other-cpu':>9}  vs baseline"
+    )
     for r in results:
         vs = ""
         if r.baseline and (x := ratio(results, r.workload, r.system, r.baseline)) is not None:
             vs = f"{x:.2f}x {r.baseline}"
         note = "  ".join(f"{k}={v}" for k, v in r.extra.items())
         print(
-            f"{r.workload:<8} {r.system:<18} {r.tokens:>8} {r.seconds:>8.2f} {r.rate:>9.1f}  {vs}"
-            + (f"  ({note})" if note else "")
+            f"{r.workload:<8} {r.system:<18} {r.tokens:>7} {r.seconds:>8.2f} {r.rate:>8.1f} "
+            f"{r.other_cpu:>9.2f}  {vs}" + (f"  ({note})" if note else "")
+        )
+    if any(r.other_cpu > CONTENDED for r in results):
+        print(
+            f"warning: other processes used > {CONTENDED} cores during some rows "
+            "(other-cpu); those timings are unreliable, rerun on a quiet machine"
         )
     targets = []
     for workload, system, baseline, minimum in TARGETS:
@@ -194,12 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     pool = token_pool(folder / "tokenizer.json", scale.varied_prompt[1] + scale.prompt_len + 1)
     workloads = make_workloads(pool, scale, args.seed)
     machine = machine_info()
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
-          f"{args.threads} threads, python {machine['python']}")
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+        f"{args.threads} threads, python {machine['python']}, load average {machine['loadavg']}"
+    )
     print(f"model: {MODEL} ({folder}); scale: {args.scale}; seed {args.seed}")
     describe(workloads, args.workloads)
-    report: dict[str, Any] = {"machine": machine, "model": MODEL, "scale": args.scale,
-                              "seed": args.seed, "threads": args.threads, "results": {}}
+    report: dict[str, Any] = {
+        "machine": machine,
+        "model": MODEL,
+        "scale": args.scale,
+        "seed": args.seed,
+        "threads": args.threads,
+        "repeat": args.repeat,
+        "results": {},
+    }
     for dtype in args.dtypes:
         results = run_dtype(dtype, args, folder, workloads)
         targets = print_table(dtype, results)
