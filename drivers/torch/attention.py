@@ -31,8 +31,8 @@ class AttentionMetadata:
 
     slot_mapping: torch.Tensor  # [T] flat slot of every new token
     num_decodes: int  # rows 0..num_decodes-1 are single decode tokens
-    decode_slots: torch.Tensor | None  # [Bd, L] context slots, padded with a valid slot
-    decode_mask: torch.Tensor | None  # [Bd, 1, 1, L] bool
+    decode_pages: torch.Tensor | None  # [Bd, P] context pages, padded with a valid frame
+    decode_mask: torch.Tensor | None  # [1, Bd, 1, P * page_size] bool
     prefills: list[PrefillChunk]
 
 
@@ -40,75 +40,72 @@ def paged_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
+    layer_cache: torch.Tensor,
     meta: AttentionMetadata,
 ) -> torch.Tensor:
     """Attend q [T, h, d] over each row's paged context; k/v [T, kvh, d] are stored first.
 
-    ``k_cache``/``v_cache`` are one layer's pool, [num_slots, kvh, d].
-    Returns [T, h, d].
+    ``layer_cache`` is one layer's pool, [2, kvh, num_slots, d]: head-major,
+    so a gather of slots yields per-head contiguous [slots, d] matrices that
+    batched matmuls read without copies. Returns [T, h, d].
     """
-    k_cache.index_copy_(0, meta.slot_mapping, k)
-    v_cache.index_copy_(0, meta.slot_mapping, v)
+    layer_cache[0].index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
+    layer_cache[1].index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
     out = torch.empty_like(q)
     num_decodes = meta.num_decodes
     if num_decodes:
-        assert meta.decode_slots is not None and meta.decode_mask is not None
+        assert meta.decode_pages is not None and meta.decode_mask is not None
         out[:num_decodes] = _decode(
-            q[:num_decodes], k_cache, v_cache, meta.decode_slots, meta.decode_mask
+            q[:num_decodes], layer_cache, meta.decode_pages, meta.decode_mask
         )
     for chunk in meta.prefills:
         rows = slice(chunk.start, chunk.start + chunk.num_tokens)
-        out[rows] = _prefill(q[rows], k[rows], v[rows], k_cache, v_cache, chunk)
+        out[rows] = _prefill(q[rows], k[rows], v[rows], layer_cache, chunk)
     return out
 
 
 def _decode(
-    q: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    slots: torch.Tensor,
-    mask: torch.Tensor,
+    q: torch.Tensor, layer_cache: torch.Tensor, pages: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    batch, length = slots.shape
+    batch = pages.shape[0]
+    length = mask.shape[-1]
     num_heads, head_dim = q.shape[1], q.shape[2]
-    num_kv_heads = k_cache.shape[1]
-    flat = slots.reshape(-1)
-    keys = k_cache.index_select(0, flat).view(batch, length, num_kv_heads, head_dim)
-    values = v_cache.index_select(0, flat).view(batch, length, num_kv_heads, head_dim)
-    keys, values = keys.transpose(1, 2), values.transpose(1, 2)  # [B, kvh, L, d]
-    if q.dtype == torch.float32:
-        out = F.scaled_dot_product_attention(
-            q.unsqueeze(2), keys, values, attn_mask=mask, enable_gqa=True
-        )  # [B, h, 1, d]
-        return out.view(batch, num_heads, head_dim)
-    # Reduced precision: grouped matmuls beat the fused CPU kernel here; softmax in float32.
+    num_kv_heads = layer_cache.shape[1]
     groups = num_heads // num_kv_heads
-    grouped_q = q.view(batch, num_kv_heads, groups, head_dim)
-    scores = torch.matmul(grouped_q, keys.transpose(-1, -2)) * head_dim**-0.5  # [B, kvh, g, L]
-    scores = scores.masked_fill(~mask, float("-inf"))
-    probs = scores.float().softmax(dim=-1).to(q.dtype)
-    return torch.matmul(probs, values).view(batch, num_heads, head_dim)
+    # One gather of whole pages (contiguous runs) for K and V of every head.
+    by_page = layer_cache.view(2 * num_kv_heads, -1, length // pages.shape[1] * head_dim)
+    flat = pages.reshape(-1)
+    kv = by_page.new_empty(by_page.shape[0], flat.shape[0], by_page.shape[2])  # [2*kvh, B*P, S*d]
+    for head in range(by_page.shape[0]):  # per head along dim 0: a plain row copy, fastest
+        torch.index_select(by_page[head], 0, flat, out=kv[head])
+    kv = kv.view(2, num_kv_heads * batch, length, head_dim)  # [2, kvh*B, L, d]
+    grouped_q = q.view(batch, num_kv_heads, groups, head_dim).transpose(0, 1)
+    grouped_q = grouped_q.reshape(num_kv_heads * batch, groups, head_dim)  # [kvh*B, g, d]
+    scores = torch.bmm(grouped_q, kv[0].transpose(1, 2))  # [kvh*B, g, L]
+    scores = scores.view(num_kv_heads, batch, groups, length)
+    scores = scores.masked_fill(~mask, float("-inf")) * head_dim**-0.5
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    out = torch.bmm(probs.view(num_kv_heads * batch, groups, length), kv[1])  # [kvh*B, g, d]
+    out = out.view(num_kv_heads, batch, groups, head_dim).transpose(0, 1)
+    return out.reshape(batch, num_heads, head_dim)
 
 
 def _prefill(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
+    layer_cache: torch.Tensor,
     chunk: PrefillChunk,
 ) -> torch.Tensor:
     if chunk.context_slots is None:
-        keys, values = k, v  # [n, kvh, d]: the chunk is the whole context
+        keys, values = k.transpose(0, 1), v.transpose(0, 1)  # [kvh, n, d]: the whole context
     else:
-        keys = k_cache.index_select(0, chunk.context_slots)
-        values = v_cache.index_select(0, chunk.context_slots)
+        keys = layer_cache[0].index_select(1, chunk.context_slots)  # [kvh, ctx, d]
+        values = layer_cache[1].index_select(1, chunk.context_slots)
     out = F.scaled_dot_product_attention(
         q.transpose(0, 1).unsqueeze(0),  # [1, h, n, d]
-        keys.transpose(0, 1).unsqueeze(0),  # [1, kvh, ctx, d]
-        values.transpose(0, 1).unsqueeze(0),
+        keys.unsqueeze(0),  # [1, kvh, ctx, d]
+        values.unsqueeze(0),
         attn_mask=chunk.mask,
         is_causal=chunk.mask is None,
         enable_gqa=True,

@@ -62,13 +62,13 @@ def prepare(
         torch.arange(len(ordered)), torch.tensor([len(it.token_ids) for it in ordered])
     )
     slot_mapping = _slots(tables[row_item], pos.unsqueeze(1), page_size).squeeze(1)
-    decode_slots, decode_mask = _decode_view(ordered[:num_decodes], tables, page_size, window)
+    decode_pages, decode_mask = _decode_view(ordered[:num_decodes], tables, page_size, window)
     prefills = _prefill_chunks(ordered, num_decodes, tables, page_size, window, device)
     logit_rows = [row_of_last[i] for i, item in enumerate(items) if item.need_logits]
     meta = AttentionMetadata(
         slot_mapping=slot_mapping.to(device),
         num_decodes=num_decodes,
-        decode_slots=None if decode_slots is None else decode_slots.to(device),
+        decode_pages=None if decode_pages is None else decode_pages.to(device),
         decode_mask=None if decode_mask is None else decode_mask.to(device),
         prefills=prefills,
     )
@@ -95,17 +95,19 @@ def _slots(tables: torch.Tensor, positions: torch.Tensor, page_size: int) -> tor
 def _decode_view(
     decodes: list[BatchItem], tables: torch.Tensor, page_size: int, window: int | None
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Whole pages each decode reads ([Bd, P]) and which of their slots count ([1, Bd, 1, P*S])."""
     if not decodes:
         return None, None
     lengths = torch.tensor([item.context_len for item in decodes])
-    width = int(lengths.max())
+    num_pages = -(-int(lengths.max()) // page_size)
+    # Rows past a process's own table are padded with frame 0: real, finite, masked out.
+    pages = tables[: len(decodes), :num_pages]
+    width = num_pages * page_size
     key_pos = torch.arange(width).expand(len(decodes), width)
     valid = key_pos < lengths.unsqueeze(1)
     if window is not None:
         valid &= key_pos > (lengths.unsqueeze(1) - 1 - window)
-    # Padded positions read position 0 of the same process: real, finite data.
-    slots = _slots(tables[: len(decodes)], key_pos.where(valid, 0), page_size)
-    return slots, valid.view(len(decodes), 1, 1, width)
+    return pages.contiguous(), valid.view(1, len(decodes), 1, width)
 
 
 def _prefill_chunks(

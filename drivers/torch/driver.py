@@ -55,7 +55,7 @@ class TorchDriver:
             self.config, checkpoint.tensors, self.dtype, self.device, self.max_model_len
         )
         self.kv_cache = allocate_pool(self.config, page_size, kv_budget, self.dtype, self.device)
-        self.num_pages = self.kv_cache.shape[2] // page_size
+        self.num_pages = self.kv_cache.shape[3] // page_size
 
     @property
     def page_bytes(self) -> int:

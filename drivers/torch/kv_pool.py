@@ -44,7 +44,7 @@ def allocate_pool(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    """The pool tensor [layers, 2, num_pages * page_size, kvh, head_dim], zero-filled.
+    """The pool tensor [layers, 2, kvh, num_pages * page_size, head_dim], zero-filled.
 
     Zeroed so that padded reads of unused slots are finite (masked out, but
     a NaN times zero would still poison the sum).
@@ -55,8 +55,8 @@ def allocate_pool(
     shape = (
         config.num_hidden_layers,
         2,
-        num_pages * page_size,
         config.num_key_value_heads,
+        num_pages * page_size,
         config.head_dim,
     )
     return torch.zeros(shape, dtype=dtype, device=device)

@@ -39,7 +39,7 @@ class CausalLM(nn.Module):
     ) -> torch.Tensor:
         """Hidden states [T, D] for input_ids [T] at positions [T].
 
-        ``kv_cache`` is the pool, [layers, 2, num_slots, kvh, head_dim].
+        ``kv_cache`` is the pool, [layers, 2, kvh, num_slots, head_dim].
         """
         hidden = self.embed_tokens(input_ids)  # [T, D]
         cos, sin = self.rotary.tables(positions, hidden.dtype)
@@ -101,7 +101,7 @@ class Attention(nn.Module):
         q = apply_rotary(q.view(num_tokens, self.num_heads, self.head_dim), cos, sin)
         k = apply_rotary(k.view(num_tokens, self.num_kv_heads, self.head_dim), cos, sin)
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
-        out = paged_attention(q, k, v, layer_cache[0], layer_cache[1], meta)  # [T, h, d]
+        out = paged_attention(q, k, v, layer_cache, meta)  # [T, h, d]
         return self.o_proj(out.reshape(num_tokens, -1))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from llmos.drivers.config import ModelConfig
+from llmos.drivers.torch.linear import pack_linears
 from llmos.drivers.torch.model import CausalLM, RotaryEmbedding
 from llmos.syscalls.errors import BadModelFile
 
@@ -21,8 +22,12 @@ def build_model(
     dtype: torch.dtype,
     device: torch.device,
     max_positions: int | None = None,
+    pack: bool = True,
 ) -> CausalLM:
-    """A ready-to-run model on ``device`` in ``dtype``; raise BadModelFile on missing weights."""
+    """A ready-to-run model on ``device`` in ``dtype``; raise BadModelFile on missing weights.
+
+    ``pack`` pre-packs linear weights for oneDNN where the device allows it.
+    """
     with torch.device("meta"):
         model = CausalLM(config, max_positions)
     state = _our_state_dict(config, tensors)
@@ -38,7 +43,10 @@ def build_model(
     model.rotary = RotaryEmbedding(config, max_positions or config.max_position_embeddings).to(
         device
     )
-    return model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    if pack:
+        pack_linears(model)
+    return model
 
 
 def _our_state_dict(
