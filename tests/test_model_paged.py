@@ -68,7 +68,13 @@ class PagedHarness:
     def run(self, work: list[tuple[list[int], int, list[int]]]) -> list[torch.Tensor]:
         """work: (chunk tokens, start, block_table); returns last-token logits per item."""
         items = [BatchItem(tokens, start, table, True) for tokens, start, table in work]
-        batch = prepare(items, PAGE, self.config.sliding_window, torch.device("cpu"))
+        batch = prepare(
+            items,
+            PAGE,
+            self.config.sliding_window,
+            torch.device("cpu"),
+            self.config.num_key_value_heads,
+        )
         with torch.inference_mode():
             hidden = self.model(batch.input_ids, batch.positions, self.pool, batch.meta)
             logits = self.model.compute_logits(hidden.index_select(0, batch.logit_rows))

@@ -32,7 +32,7 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] flat slot of every new token
     num_decodes: int  # rows 0..num_decodes-1 are single decode tokens
     decode_pages: torch.Tensor | None  # [Bd, P] context pages, padded with a valid frame
-    decode_mask: torch.Tensor | None  # [1, Bd, 1, P * page_size] bool
+    decode_bias: torch.Tensor | None  # [kvh * Bd, 1, P * page_size]: 0 or -inf per key
     prefills: list[PrefillChunk]
 
 
@@ -51,12 +51,15 @@ def paged_attention(
     """
     layer_cache[0].index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
     layer_cache[1].index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
-    out = torch.empty_like(q)
     num_decodes = meta.num_decodes
+    if num_decodes == q.shape[0]:  # decodes only: no output buffer to fill
+        assert meta.decode_pages is not None and meta.decode_bias is not None
+        return _decode(q, layer_cache, meta.decode_pages, meta.decode_bias)
+    out = torch.empty_like(q)
     if num_decodes:
-        assert meta.decode_pages is not None and meta.decode_mask is not None
+        assert meta.decode_pages is not None and meta.decode_bias is not None
         out[:num_decodes] = _decode(
-            q[:num_decodes], layer_cache, meta.decode_pages, meta.decode_mask
+            q[:num_decodes], layer_cache, meta.decode_pages, meta.decode_bias
         )
     for chunk in meta.prefills:
         rows = slice(chunk.start, chunk.start + chunk.num_tokens)
@@ -65,10 +68,10 @@ def paged_attention(
 
 
 def _decode(
-    q: torch.Tensor, layer_cache: torch.Tensor, pages: torch.Tensor, mask: torch.Tensor
+    q: torch.Tensor, layer_cache: torch.Tensor, pages: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
     batch = pages.shape[0]
-    length = mask.shape[-1]
+    length = bias.shape[-1]
     num_heads, head_dim = q.shape[1], q.shape[2]
     num_kv_heads = layer_cache.shape[1]
     groups = num_heads // num_kv_heads
@@ -81,11 +84,10 @@ def _decode(
     kv = kv.view(2, num_kv_heads * batch, length, head_dim)  # [2, kvh*B, L, d]
     grouped_q = q.view(batch, num_kv_heads, groups, head_dim).transpose(0, 1)
     grouped_q = grouped_q.reshape(num_kv_heads * batch, groups, head_dim)  # [kvh*B, g, d]
-    scores = torch.bmm(grouped_q, kv[0].transpose(1, 2))  # [kvh*B, g, L]
-    scores = scores.view(num_kv_heads, batch, groups, length)
-    scores = scores.masked_fill(~mask, float("-inf")) * head_dim**-0.5
+    scale = head_dim**-0.5
+    scores = torch.baddbmm(bias, grouped_q, kv[0].transpose(1, 2), alpha=scale)  # [kvh*B, g, L]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.bmm(probs.view(num_kv_heads * batch, groups, length), kv[1])  # [kvh*B, g, d]
+    out = torch.bmm(probs, kv[1])  # [kvh*B, g, d]
     out = out.view(num_kv_heads, batch, groups, head_dim).transpose(0, 1)
     return out.reshape(batch, num_heads, head_dim)
 

@@ -43,7 +43,12 @@ class PreparedBatch:
 
 
 def prepare(
-    items: list[BatchItem], page_size: int, window: int | None, device: torch.device
+    items: list[BatchItem],
+    page_size: int,
+    window: int | None,
+    device: torch.device,
+    num_kv_heads: int = 1,
+    dtype: torch.dtype = torch.float32,
 ) -> PreparedBatch:
     """Flatten items (decodes first) into input ids, positions and attention metadata."""
     order = sorted(range(len(items)), key=lambda i: not items[i].is_decode)
@@ -63,13 +68,14 @@ def prepare(
     )
     slot_mapping = _slots(tables[row_item], pos.unsqueeze(1), page_size).squeeze(1)
     decode_pages, decode_mask = _decode_view(ordered[:num_decodes], tables, page_size, window)
+    decode_bias = None if decode_mask is None else _bias(decode_mask, num_kv_heads, dtype)
     prefills = _prefill_chunks(ordered, num_decodes, tables, page_size, window, device)
     logit_rows = [row_of_last[i] for i, item in enumerate(items) if item.need_logits]
     meta = AttentionMetadata(
         slot_mapping=slot_mapping.to(device),
         num_decodes=num_decodes,
         decode_pages=None if decode_pages is None else decode_pages.to(device),
-        decode_mask=None if decode_mask is None else decode_mask.to(device),
+        decode_bias=None if decode_bias is None else decode_bias.to(device),
         prefills=prefills,
     )
     return PreparedBatch(
@@ -78,6 +84,15 @@ def prepare(
         meta=meta,
         logit_rows=torch.tensor(logit_rows, dtype=torch.long, device=device),
     )
+
+
+def _bias(valid: torch.Tensor, num_kv_heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask [kvh * B, 1, L] from valid [1, B, 1, L]: 0 where allowed, -inf elsewhere."""
+    batch, length = valid.shape[1], valid.shape[3]
+    bias = torch.zeros(batch, length, dtype=dtype).masked_fill_(
+        ~valid.view(batch, length), -torch.inf
+    )
+    return bias.unsqueeze(0).expand(num_kv_heads, batch, length).reshape(-1, 1, length)
 
 
 def _padded_tables(items: list[BatchItem]) -> torch.Tensor:

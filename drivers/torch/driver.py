@@ -79,7 +79,14 @@ class TorchDriver:
         ``params``, ``states`` and ``histories`` list, in order, the items with
         ``need_logits``. Returns their sampled tokens in the same order.
         """
-        batch = prepare(items, self.page_size, self.config.sliding_window, self.device)
+        batch = prepare(
+            items,
+            self.page_size,
+            self.config.sliding_window,
+            self.device,
+            self.config.num_key_value_heads,
+            self.dtype,
+        )
         hidden = self.model(batch.input_ids, batch.positions, self.kv_cache, batch.meta)
         if batch.logit_rows.numel() == 0:
             return []

@@ -84,8 +84,9 @@ class Attention(nn.Module):
         self.head_dim = config.head_dim
         q_size = self.num_heads * self.head_dim
         kv_size = self.num_kv_heads * self.head_dim
-        self.split = (q_size, kv_size, kv_size)
-        self.qkv_proj = nn.Linear(config.hidden_size, sum(self.split), bias=config.attention_bias)
+        self.qkv_proj = nn.Linear(
+            config.hidden_size, q_size + 2 * kv_size, bias=config.attention_bias
+        )
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=False)
 
     def forward(
@@ -97,10 +98,11 @@ class Attention(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         num_tokens = x.shape[0]
-        q, k, v = self.qkv_proj(x).split(self.split, dim=-1)
-        q = apply_rotary(q.view(num_tokens, self.num_heads, self.head_dim), cos, sin)
-        k = apply_rotary(k.view(num_tokens, self.num_kv_heads, self.head_dim), cos, sin)
-        v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
+        heads = self.qkv_proj(x).view(num_tokens, -1, self.head_dim)  # [T, h + 2*kvh, d]
+        num_rotated = self.num_heads + self.num_kv_heads
+        rotated = apply_rotary(heads[:, :num_rotated], cos, sin)  # q and k in one pass
+        q, k = rotated[:, : self.num_heads], rotated[:, self.num_heads :]
+        v = heads[:, num_rotated:]
         out = paged_attention(q, k, v, layer_cache, meta)  # [T, h, d]
         return self.o_proj(out.reshape(num_tokens, -1))
 
@@ -128,6 +130,5 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        normed = F.rms_norm(x.float(), self.weight.shape, None, self.eps)
+        return self.weight * normed.to(x.dtype)
