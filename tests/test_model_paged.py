@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from llmos.drivers.config import ModelConfig
-from llmos.drivers.torch.batch import BatchItem, prepare
+from llmos.drivers.torch.batch import BatchItem, length_groups, prepare
 from llmos.drivers.torch.kv_pool import allocate_pool, page_bytes
 from llmos.drivers.torch.weights import build_model
 from llmos.kernel.pages import PageAllocator, pages_for
@@ -86,11 +86,16 @@ class PagedHarness:
             table.extend(self.allocator.allocate(need))
 
 
-def run_mixed_batch(hf: transformers.PreTrainedModel, chunk: int, steps: int = 40) -> None:
-    harness = PagedHarness(hf)
+def run_mixed_batch(
+    hf: transformers.PreTrainedModel,
+    chunk: int,
+    steps: int = 40,
+    lengths: tuple[int, ...] = (5, 11, 17, 3, 9),
+    joins: tuple[int, ...] = (0, 0, 3, 7, 12),
+) -> None:
+    harness = PagedHarness(hf, num_pages=sum(lengths) // PAGE + len(lengths) * (steps // PAGE + 2))
     rng = random.Random(0)
-    prompts = [[rng.randrange(VOCAB) for _ in range(n)] for n in (5, 11, 17, 3, 9)]
-    joins = [0, 0, 3, 7, 12]
+    prompts = [[rng.randrange(VOCAB) for _ in range(n)] for n in lengths]
     seqs: list[dict[str, object]] = []
     for step in range(steps):
         for index, join in enumerate(joins):
@@ -145,3 +150,22 @@ def test_rope_scaling_variants_match() -> None:
 
 def test_sliding_window_matches_transformers() -> None:
     run_mixed_batch(tiny_hf("mistral", sliding_window=8), chunk=5, steps=30)
+
+
+def test_many_lengths_split_into_decode_groups() -> None:
+    lengths = (3, 4, 5, 6, 7, 8, 9, 10, 11, 60, 62, 64, 66, 68, 70, 72, 74, 76, 78, 80)
+    assert len(length_groups(sorted(n + 20 for n in lengths))) > 1
+    run_mixed_batch(tiny_hf("llama"), chunk=10_000, steps=25, lengths=lengths, joins=(0,) * 20)
+
+
+def test_length_groups_bound_padding() -> None:
+    assert length_groups([]) == []
+    assert length_groups([5] * 30) == [(0, 30)]
+    lengths = sorted(random.Random(3).randrange(10, 700) for _ in range(64))
+    groups = length_groups(lengths)
+    assert groups[0][0] == 0 and groups[-1][1] == 64
+    assert all(a[1] == b[0] for a, b in zip(groups, groups[1:], strict=False))
+    for start, end in groups:
+        members = lengths[start:end]
+        assert end - start >= 8 or (start, end) == groups[-1]
+        assert max(members) * len(members) <= 1.25 * sum(members) + max(members)

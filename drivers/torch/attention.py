@@ -26,13 +26,22 @@ class PrefillChunk:
 
 
 @dataclass
+class DecodeGroup:
+    """Decode rows [start, start + num) of similar context length, padded together."""
+
+    start: int
+    num: int
+    pages: torch.Tensor  # [num, P] context pages, padded with a valid frame
+    bias: torch.Tensor  # [kvh * num, 1, P * page_size]: 0 or -inf per key
+
+
+@dataclass
 class AttentionMetadata:
     """Where a step's tokens go and what each of them may read."""
 
     slot_mapping: torch.Tensor  # [T] flat slot of every new token
     num_decodes: int  # rows 0..num_decodes-1 are single decode tokens
-    decode_pages: torch.Tensor | None  # [Bd, P] context pages, padded with a valid frame
-    decode_bias: torch.Tensor | None  # [kvh * Bd, 1, P * page_size]: 0 or -inf per key
+    decode_groups: list[DecodeGroup]
     prefills: list[PrefillChunk]
 
 
@@ -52,15 +61,13 @@ def paged_attention(
     layer_cache[0].index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
     layer_cache[1].index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
     num_decodes = meta.num_decodes
-    if num_decodes == q.shape[0]:  # decodes only: no output buffer to fill
-        assert meta.decode_pages is not None and meta.decode_bias is not None
-        return _decode(q, layer_cache, meta.decode_pages, meta.decode_bias)
+    groups = meta.decode_groups
+    if num_decodes == q.shape[0] and len(groups) == 1:  # one group: no buffer to fill
+        return _decode(q, layer_cache, groups[0].pages, groups[0].bias)
     out = torch.empty_like(q)
-    if num_decodes:
-        assert meta.decode_pages is not None and meta.decode_bias is not None
-        out[:num_decodes] = _decode(
-            q[:num_decodes], layer_cache, meta.decode_pages, meta.decode_bias
-        )
+    for group in groups:
+        rows = slice(group.start, group.start + group.num)
+        out[rows] = _decode(q[rows], layer_cache, group.pages, group.bias)
     for chunk in meta.prefills:
         rows = slice(chunk.start, chunk.start + chunk.num_tokens)
         out[rows] = _prefill(q[rows], k[rows], v[rows], layer_cache, chunk)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llmos.drivers.torch.attention import AttentionMetadata, PrefillChunk
+from llmos.drivers.torch.attention import AttentionMetadata, DecodeGroup, PrefillChunk
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,11 @@ def prepare(
     dtype: torch.dtype = torch.float32,
 ) -> PreparedBatch:
     """Flatten items (decodes first) into input ids, positions and attention metadata."""
-    order = sorted(range(len(items)), key=lambda i: not items[i].is_decode)
+    # Decodes first, shortest context first, so length groups pad little.
+    order = sorted(
+        range(len(items)),
+        key=lambda i: (not items[i].is_decode, items[i].context_len if items[i].is_decode else 0),
+    )
     ordered = [items[i] for i in order]
     num_decodes = sum(1 for item in ordered if item.is_decode)
     ids: list[int] = []
@@ -67,15 +71,16 @@ def prepare(
         torch.arange(len(ordered)), torch.tensor([len(it.token_ids) for it in ordered])
     )
     slot_mapping = _slots(tables[row_item], pos.unsqueeze(1), page_size).squeeze(1)
-    decode_pages, decode_mask = _decode_view(ordered[:num_decodes], tables, page_size, window)
-    decode_bias = None if decode_mask is None else _bias(decode_mask, num_kv_heads, dtype)
+    groups = [
+        _decode_group(ordered, tables, start, end, page_size, window, num_kv_heads, dtype, device)
+        for start, end in length_groups([it.context_len for it in ordered[:num_decodes]])
+    ]
     prefills = _prefill_chunks(ordered, num_decodes, tables, page_size, window, device)
     logit_rows = [row_of_last[i] for i, item in enumerate(items) if item.need_logits]
     meta = AttentionMetadata(
         slot_mapping=slot_mapping.to(device),
         num_decodes=num_decodes,
-        decode_pages=None if decode_pages is None else decode_pages.to(device),
-        decode_bias=None if decode_bias is None else decode_bias.to(device),
+        decode_groups=groups,
         prefills=prefills,
     )
     return PreparedBatch(
@@ -84,15 +89,6 @@ def prepare(
         meta=meta,
         logit_rows=torch.tensor(logit_rows, dtype=torch.long, device=device),
     )
-
-
-def _bias(valid: torch.Tensor, num_kv_heads: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask [kvh * B, 1, L] from valid [1, B, 1, L]: 0 where allowed, -inf elsewhere."""
-    batch, length = valid.shape[1], valid.shape[3]
-    bias = torch.zeros(batch, length, dtype=dtype).masked_fill_(
-        ~valid.view(batch, length), -torch.inf
-    )
-    return bias.unsqueeze(0).expand(num_kv_heads, batch, length).reshape(-1, 1, length)
 
 
 def _padded_tables(items: list[BatchItem]) -> torch.Tensor:
@@ -107,22 +103,53 @@ def _slots(tables: torch.Tensor, positions: torch.Tensor, page_size: int) -> tor
     return pages * page_size + positions % page_size
 
 
-def _decode_view(
-    decodes: list[BatchItem], tables: torch.Tensor, page_size: int, window: int | None
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Whole pages each decode reads ([Bd, P]) and which of their slots count ([1, Bd, 1, P*S])."""
-    if not decodes:
-        return None, None
-    lengths = torch.tensor([item.context_len for item in decodes])
+def length_groups(
+    lengths: list[int], max_waste: float = 0.25, min_size: int = 8
+) -> list[tuple[int, int]]:
+    """Split sorted context lengths into runs [start, end) whose padding stays small.
+
+    A group pads every member to its longest context; a new group starts when
+    adding the next member would make the padding exceed ``max_waste`` of the
+    group's real tokens (groups of fewer than ``min_size`` are never split off,
+    since each group costs a few more ops per layer).
+    """
+    groups: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for index, length in enumerate(lengths):
+        size = index - start
+        if size >= min_size and length * (size + 1) > (1 + max_waste) * (total + length):
+            groups.append((start, index))
+            start, total = index, 0
+        total += length
+    if lengths:
+        groups.append((start, len(lengths)))
+    return groups
+
+
+def _decode_group(
+    items: list[BatchItem],
+    tables: torch.Tensor,
+    start: int,
+    end: int,
+    page_size: int,
+    window: int | None,
+    num_kv_heads: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> DecodeGroup:
+    """Whole pages each decode of rows [start, end) reads, and the additive mask of their slots."""
+    lengths = torch.tensor([item.context_len for item in items[start:end]])
     num_pages = -(-int(lengths.max()) // page_size)
     # Rows past a process's own table are padded with frame 0: real, finite, masked out.
-    pages = tables[: len(decodes), :num_pages]
+    pages = tables[start:end, :num_pages].contiguous()
     width = num_pages * page_size
-    key_pos = torch.arange(width).expand(len(decodes), width)
+    key_pos = torch.arange(width).expand(end - start, width)
     valid = key_pos < lengths.unsqueeze(1)
     if window is not None:
         valid &= key_pos > (lengths.unsqueeze(1) - 1 - window)
-    return pages.contiguous(), valid.view(1, len(decodes), 1, width)
+    bias = torch.zeros(end - start, width, dtype=dtype).masked_fill_(~valid, -torch.inf)
+    bias = bias.unsqueeze(0).expand(num_kv_heads, end - start, width).reshape(-1, 1, width)
+    return DecodeGroup(start=start, num=end - start, pages=pages.to(device), bias=bias.to(device))
 
 
 def _prefill_chunks(
