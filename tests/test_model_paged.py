@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from llmos.drivers.config import ModelConfig
-from llmos.drivers.torch.batch import BatchItem, length_groups, prepare
+from llmos.drivers.torch.batch import BatchItem, PoolLayout, length_groups, prepare
 from llmos.drivers.torch.kv_pool import allocate_pool, page_bytes
 from llmos.drivers.torch.weights import build_model
 from llmos.kernel.pages import PageAllocator, pages_for
@@ -60,6 +60,14 @@ class PagedHarness:
         budget = num_pages * page_bytes(self.config, PAGE, torch.float32)
         self.pool = allocate_pool(self.config, PAGE, budget, torch.float32, torch.device("cpu"))
         self.allocator = PageAllocator(num_pages, PAGE)
+        self.layout = PoolLayout(
+            page_size=PAGE,
+            num_pages=num_pages,
+            num_kv_heads=self.config.num_key_value_heads,
+            dtype=torch.float32,
+            device=torch.device("cpu"),
+            window=self.config.sliding_window,
+        )
         # Hand out frames in a scrambled order so block tables are not contiguous.
         frames = self.allocator.allocate(num_pages)
         random.Random(1).shuffle(frames)
@@ -68,13 +76,7 @@ class PagedHarness:
     def run(self, work: list[tuple[list[int], int, list[int]]]) -> list[torch.Tensor]:
         """work: (chunk tokens, start, block_table); returns last-token logits per item."""
         items = [BatchItem(tokens, start, table, True) for tokens, start, table in work]
-        batch = prepare(
-            items,
-            PAGE,
-            self.config.sliding_window,
-            torch.device("cpu"),
-            self.config.num_key_value_heads,
-        )
+        batch = prepare(items, self.layout)
         with torch.inference_mode():
             hidden = self.model(batch.input_ids, batch.positions, self.pool, batch.meta)
             logits = self.model.compute_logits(hidden.index_select(0, batch.logit_rows))

@@ -31,7 +31,7 @@ class DecodeGroup:
 
     start: int
     num: int
-    pages: torch.Tensor  # [num, P] context pages, padded with a valid frame
+    gather_index: torch.Tensor  # [2 * kvh * num * P] rows of the pool viewed by page
     bias: torch.Tensor  # [kvh * num, 1, P * page_size]: 0 or -inf per key
 
 
@@ -63,11 +63,11 @@ def paged_attention(
     num_decodes = meta.num_decodes
     groups = meta.decode_groups
     if num_decodes == q.shape[0] and len(groups) == 1:  # one group: no buffer to fill
-        return _decode(q, layer_cache, groups[0].pages, groups[0].bias)
+        return _decode(q, layer_cache, groups[0].gather_index, groups[0].bias)
     out = torch.empty_like(q)
     for group in groups:
         rows = slice(group.start, group.start + group.num)
-        out[rows] = _decode(q[rows], layer_cache, group.pages, group.bias)
+        out[rows] = _decode(q[rows], layer_cache, group.gather_index, group.bias)
     for chunk in meta.prefills:
         rows = slice(chunk.start, chunk.start + chunk.num_tokens)
         out[rows] = _prefill(q[rows], k[rows], v[rows], layer_cache, chunk)
@@ -75,19 +75,16 @@ def paged_attention(
 
 
 def _decode(
-    q: torch.Tensor, layer_cache: torch.Tensor, pages: torch.Tensor, bias: torch.Tensor
+    q: torch.Tensor, layer_cache: torch.Tensor, gather_index: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
-    batch = pages.shape[0]
-    length = bias.shape[-1]
-    num_heads, head_dim = q.shape[1], q.shape[2]
+    batch, num_heads, head_dim = q.shape
     num_kv_heads = layer_cache.shape[1]
+    length = bias.shape[-1]
     groups = num_heads // num_kv_heads
+    page_size = length * batch * 2 * num_kv_heads // gather_index.shape[0]
     # One gather of whole pages (contiguous runs) for K and V of every head.
-    by_page = layer_cache.view(2 * num_kv_heads, -1, length // pages.shape[1] * head_dim)
-    flat = pages.reshape(-1)
-    kv = by_page.new_empty(by_page.shape[0], flat.shape[0], by_page.shape[2])  # [2*kvh, B*P, S*d]
-    for head in range(by_page.shape[0]):  # per head along dim 0: a plain row copy, fastest
-        torch.index_select(by_page[head], 0, flat, out=kv[head])
+    by_page = layer_cache.view(-1, page_size * head_dim)  # [2*kvh*num_pages, S*d]
+    kv = by_page.index_select(0, gather_index)  # [2*kvh*B*P, S*d]
     kv = kv.view(2, num_kv_heads * batch, length, head_dim)  # [2, kvh*B, L, d]
     grouped_q = q.view(batch, num_kv_heads, groups, head_dim).transpose(0, 1)
     grouped_q = grouped_q.reshape(num_kv_heads * batch, groups, head_dim)  # [kvh*B, g, d]

@@ -42,14 +42,19 @@ class PreparedBatch:
     logit_rows: torch.Tensor  # [N] rows whose logits are wanted, in the caller's item order
 
 
-def prepare(
-    items: list[BatchItem],
-    page_size: int,
-    window: int | None,
-    device: torch.device,
-    num_kv_heads: int = 1,
-    dtype: torch.dtype = torch.float32,
-) -> PreparedBatch:
+@dataclass(frozen=True)
+class PoolLayout:
+    """What batch preparation must know of the KV pool and the model."""
+
+    page_size: int
+    num_pages: int
+    num_kv_heads: int
+    dtype: torch.dtype
+    device: torch.device
+    window: int | None = None
+
+
+def prepare(items: list[BatchItem], layout: PoolLayout) -> PreparedBatch:
     """Flatten items (decodes first) into input ids, positions and attention metadata."""
     # Decodes first, shortest context first, so length groups pad little.
     order = sorted(
@@ -70,24 +75,24 @@ def prepare(
     row_item = torch.repeat_interleave(
         torch.arange(len(ordered)), torch.tensor([len(it.token_ids) for it in ordered])
     )
-    slot_mapping = _slots(tables[row_item], pos.unsqueeze(1), page_size).squeeze(1)
+    slot_mapping = _slots(tables[row_item], pos.unsqueeze(1), layout.page_size).squeeze(1)
     groups = [
-        _decode_group(ordered, tables, start, end, page_size, window, num_kv_heads, dtype, device)
+        _decode_group(ordered, tables, start, end, layout)
         for start, end in length_groups([it.context_len for it in ordered[:num_decodes]])
     ]
-    prefills = _prefill_chunks(ordered, num_decodes, tables, page_size, window, device)
+    prefills = _prefill_chunks(ordered, num_decodes, tables, layout)
     logit_rows = [row_of_last[i] for i, item in enumerate(items) if item.need_logits]
     meta = AttentionMetadata(
-        slot_mapping=slot_mapping.to(device),
+        slot_mapping=slot_mapping.to(layout.device),
         num_decodes=num_decodes,
         decode_groups=groups,
         prefills=prefills,
     )
     return PreparedBatch(
-        input_ids=torch.tensor(ids, dtype=torch.long, device=device),
-        positions=pos.to(device),
+        input_ids=torch.tensor(ids, dtype=torch.long, device=layout.device),
+        positions=pos.to(layout.device),
         meta=meta,
-        logit_rows=torch.tensor(logit_rows, dtype=torch.long, device=device),
+        logit_rows=torch.tensor(logit_rows, dtype=torch.long, device=layout.device),
     )
 
 
@@ -127,17 +132,10 @@ def length_groups(
 
 
 def _decode_group(
-    items: list[BatchItem],
-    tables: torch.Tensor,
-    start: int,
-    end: int,
-    page_size: int,
-    window: int | None,
-    num_kv_heads: int,
-    dtype: torch.dtype,
-    device: torch.device,
+    items: list[BatchItem], tables: torch.Tensor, start: int, end: int, layout: PoolLayout
 ) -> DecodeGroup:
     """Whole pages each decode of rows [start, end) reads, and the additive mask of their slots."""
+    page_size, window, num_kv_heads = layout.page_size, layout.window, layout.num_kv_heads
     lengths = torch.tensor([item.context_len for item in items[start:end]])
     num_pages = -(-int(lengths.max()) // page_size)
     # Rows past a process's own table are padded with frame 0: real, finite, masked out.
@@ -147,19 +145,23 @@ def _decode_group(
     valid = key_pos < lengths.unsqueeze(1)
     if window is not None:
         valid &= key_pos > (lengths.unsqueeze(1) - 1 - window)
-    bias = torch.zeros(end - start, width, dtype=dtype).masked_fill_(~valid, -torch.inf)
+    bias = torch.zeros(end - start, width, dtype=layout.dtype).masked_fill_(~valid, -torch.inf)
     bias = bias.unsqueeze(0).expand(num_kv_heads, end - start, width).reshape(-1, 1, width)
-    return DecodeGroup(start=start, num=end - start, pages=pages.to(device), bias=bias.to(device))
+    # Rows of the pool viewed as [2 * kvh * num_pages, page_size * d]: K heads, then V heads.
+    head_base = torch.arange(2 * num_kv_heads).unsqueeze(1) * layout.num_pages
+    gather = (head_base + pages.reshape(1, -1)).reshape(-1)
+    return DecodeGroup(
+        start=start,
+        num=end - start,
+        gather_index=gather.to(layout.device),
+        bias=bias.to(layout.device),
+    )
 
 
 def _prefill_chunks(
-    items: list[BatchItem],
-    num_decodes: int,
-    tables: torch.Tensor,
-    page_size: int,
-    window: int | None,
-    device: torch.device,
+    items: list[BatchItem], num_decodes: int, tables: torch.Tensor, layout: PoolLayout
 ) -> list[PrefillChunk]:
+    page_size, window, device = layout.page_size, layout.window, layout.device
     chunks: list[PrefillChunk] = []
     row = sum(len(item.token_ids) for item in items[:num_decodes])
     for index in range(num_decodes, len(items)):

@@ -9,7 +9,7 @@ import torch
 from llmos.drivers.loaders.checkpoint import Checkpoint
 from llmos.drivers.sampling import SamplerState, sample
 from llmos.drivers.tokenizer import Tokenizer
-from llmos.drivers.torch.batch import BatchItem, prepare
+from llmos.drivers.torch.batch import BatchItem, PoolLayout, prepare
 from llmos.drivers.torch.kv_pool import allocate_pool, page_bytes
 from llmos.drivers.torch.weights import build_model
 from llmos.syscalls.errors import InvalidArgument
@@ -56,6 +56,14 @@ class TorchDriver:
         )
         self.kv_cache = allocate_pool(self.config, page_size, kv_budget, self.dtype, self.device)
         self.num_pages = self.kv_cache.shape[3] // page_size
+        self.layout = PoolLayout(
+            page_size=page_size,
+            num_pages=self.num_pages,
+            num_kv_heads=self.config.num_key_value_heads,
+            dtype=self.dtype,
+            device=self.device,
+            window=self.config.sliding_window,
+        )
 
     @property
     def page_bytes(self) -> int:
@@ -79,14 +87,7 @@ class TorchDriver:
         ``params``, ``states`` and ``histories`` list, in order, the items with
         ``need_logits``. Returns their sampled tokens in the same order.
         """
-        batch = prepare(
-            items,
-            self.page_size,
-            self.config.sliding_window,
-            self.device,
-            self.config.num_key_value_heads,
-            self.dtype,
-        )
+        batch = prepare(items, self.layout)
         hidden = self.model(batch.input_ids, batch.positions, self.kv_cache, batch.meta)
         if batch.logit_rows.numel() == 0:
             return []
