@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos.drivers.detokenizer import IncrementalDetokenizer
+from llmos.drivers.loaders.registry import load_checkpoint
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
 from llmos.kernel.config import EngineConfig
@@ -73,8 +74,6 @@ class Engine:
         cls, name: str, config: EngineConfig | None = None, data_dir: Path | None = None
     ) -> Engine:
         """Load ``name`` (a preset, a local path or a hub id) and build an engine on it."""
-        from llmos.drivers.loaders.registry import load_checkpoint
-
         config = config or EngineConfig()
         checkpoint = load_checkpoint(name, data_dir=data_dir)
         driver = TorchDriver(
@@ -107,6 +106,7 @@ class Engine:
             num_prompt_tokens=len(token_ids),
             sampler_state=self.driver.new_sampler_state(params),
             detokenizer=IncrementalDetokenizer(self.tokenizer, context_ids=token_ids),
+            stop_ids=stop_token_ids(params, self.tokenizer.eos_token_ids),
         )
         self.processes[process.pid] = process
         self.scheduler.add(process)
@@ -156,20 +156,18 @@ class Engine:
         samplers: list[Process] = []
         for process, num in plan.scheduled:
             start = process.num_computed_tokens
-            need_logits = start + num == process.num_tokens
-            items.append(
-                BatchItem(
-                    token_ids=process.token_ids[start : start + num],
-                    start=start,
-                    block_table=process.block_table,
-                    need_logits=need_logits,
-                )
+            item = BatchItem(
+                token_ids=process.token_ids[start : start + num],
+                start=start,
+                block_table=process.block_table,
+                need_logits=start + num == process.num_tokens,
             )
-            if num == 1 and start > 0:
+            items.append(item)
+            if item.is_decode:
                 self.num_decode_tokens += 1
             else:
                 self.num_prefill_tokens += num
-            if need_logits:
+            if item.need_logits:
                 samplers.append(process)
         return items, samplers
 
@@ -188,13 +186,16 @@ class Engine:
 
     def _append_text(self, process: Process, token: int) -> ExitStatus | None:
         """Extend the process's text by ``token``; STOP on a stop token or string."""
-        if token in stop_token_ids(process, self.tokenizer.eos_token_ids):
+        if token in process.stop_ids:
             process.text += process.detokenizer.flush()
             return ExitStatus.STOP
         delta = process.detokenizer.feed(token)
         cut = find_stop_string(process.text, delta, process.params.stop)
+        if cut is None:
+            process.text += delta
+            return None
         process.text = (process.text + delta)[:cut]
-        return None if cut is None else ExitStatus.STOP
+        return ExitStatus.STOP
 
     def _retire(self, process: Process, status: ExitStatus) -> None:
         self.scheduler.remove(process)

@@ -16,7 +16,10 @@ class MemoryManager:
 
     def __init__(self, num_pages: int, page_size: int) -> None:
         self.allocator = PageAllocator(num_pages, page_size)
-        self.page_size = page_size
+
+    @property
+    def page_size(self) -> int:
+        return self.allocator.page_size
 
     @property
     def num_free_pages(self) -> int:

@@ -42,6 +42,7 @@ class Process:
     num_prompt_tokens: int
     sampler_state: Any
     detokenizer: Any
+    stop_ids: frozenset[int] = frozenset()
     state: ProcessState = ProcessState.READY
     block_table: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0

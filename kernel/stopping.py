@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from llmos.kernel.process import ExitStatus, Process
+from llmos.syscalls.sampling import SamplingParams
 
 
-def stop_token_ids(process: Process, eos_token_ids: list[int]) -> set[int]:
-    """The token ids that end this process."""
-    ids = set(process.params.stop_token_ids)
-    if not process.params.ignore_eos:
+def stop_token_ids(params: SamplingParams, eos_token_ids: list[int]) -> frozenset[int]:
+    """The token ids that end a process with these parameters."""
+    ids = set(params.stop_token_ids)
+    if not params.ignore_eos:
         ids.update(eos_token_ids)
-    return ids
+    return frozenset(ids)
 
 
 def find_stop_string(text: str, delta: str, stops: list[str]) -> int | None:

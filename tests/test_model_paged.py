@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 import transformers
+from tinymodels import tiny_hf_model
 
 from llmos.drivers.config import ModelConfig
 from llmos.drivers.torch.batch import BatchItem, PoolLayout, length_groups, prepare
@@ -19,34 +20,7 @@ VOCAB = 160
 
 
 def tiny_hf(arch: str, **extra: object) -> transformers.PreTrainedModel:
-    torch.manual_seed(0)
-    common = dict(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        tie_word_embeddings=arch != "qwen2",
-    )
-    common.update(extra)
-    if arch == "qwen2":
-        config = transformers.Qwen2Config(**common)
-    elif arch == "mistral":
-        config = transformers.MistralConfig(**common)
-    else:
-        config = transformers.LlamaConfig(**common)
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    with torch.no_grad():  # larger weights than the default init, so logits differ visibly
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.08)
-            elif "bias" in str(p.shape):
-                p.normal_(0, 0.1)
-    return model.float().eval()
+    return tiny_hf_model(arch, VOCAB, tie=arch != "qwen2", **extra)
 
 
 class PagedHarness:

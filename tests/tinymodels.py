@@ -66,19 +66,20 @@ def tiny_tokenizer_json() -> str:
     return str(tok.to_str())
 
 
-def make_tiny_hf_model(
-    path: Path, arch: str = "llama", tie: bool = False, max_shard_size: str | None = None
-) -> Path:
-    """Save a random tiny ``arch`` ("llama", "mistral", "qwen2") model with a ChatML
-    tokenizer to ``path`` as safetensors (sharded if ``max_shard_size``, e.g. "40KB")."""
-    tok = tokenizers.Tokenizer.from_str(tiny_tokenizer_json())
+def tiny_hf_model(
+    arch: str, vocab_size: int, tie: bool, **extra: object
+) -> transformers.PreTrainedModel:
+    """A seeded random tiny ``arch`` ("llama", "mistral", "qwen2") model, float32, in memory.
+
+    ``extra`` overrides config fields (``rope_scaling``, ``sliding_window``...).
+    """
     config_class = {
         "llama": transformers.LlamaConfig,
         "mistral": transformers.MistralConfig,
         "qwen2": transformers.Qwen2Config,
     }[arch]
-    config = config_class(
-        vocab_size=tok.get_vocab_size(),
+    fields: dict[str, object] = dict(
+        vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -88,9 +89,8 @@ def make_tiny_hf_model(
         rms_norm_eps=1e-6,
         rope_theta=10000.0,
         tie_word_embeddings=tie,
-        bos_token_id=1,
-        eos_token_id=2,
     )
+    config = config_class(**(fields | extra))
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     with torch.no_grad():  # larger than the default init, so logits differ visibly
@@ -98,6 +98,16 @@ def make_tiny_hf_model(
             param.normal_(0, 0.08 if param.dim() > 1 else 0.1)
             if param.dim() == 1 and param.shape[0] == config.hidden_size:
                 param.add_(1.0)  # norm weights near 1, like a trained model
+    return model.float().eval()
+
+
+def make_tiny_hf_model(
+    path: Path, arch: str = "llama", tie: bool = False, max_shard_size: str | None = None
+) -> Path:
+    """Save a random tiny ``arch`` ("llama", "mistral", "qwen2") model with a ChatML
+    tokenizer to ``path`` as safetensors (sharded if ``max_shard_size``, e.g. "40KB")."""
+    tok = tokenizers.Tokenizer.from_str(tiny_tokenizer_json())
+    model = tiny_hf_model(arch, tok.get_vocab_size(), tie, bos_token_id=1, eos_token_id=2)
     model.float().save_pretrained(path, max_shard_size=max_shard_size or "1GB")
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>"

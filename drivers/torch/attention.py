@@ -40,6 +40,7 @@ class AttentionMetadata:
     """Where a step's tokens go and what each of them may read."""
 
     slot_mapping: torch.Tensor  # [T] flat slot of every new token
+    page_size: int
     num_decodes: int  # rows 0..num_decodes-1 are single decode tokens
     decode_groups: list[DecodeGroup]
     prefills: list[PrefillChunk]
@@ -63,11 +64,11 @@ def paged_attention(
     num_decodes = meta.num_decodes
     groups = meta.decode_groups
     if num_decodes == q.shape[0] and len(groups) == 1:  # one group: no buffer to fill
-        return _decode(q, layer_cache, groups[0].gather_index, groups[0].bias)
+        return _decode(q, layer_cache, groups[0], meta.page_size)
     out = torch.empty_like(q)
     for group in groups:
         rows = slice(group.start, group.start + group.num)
-        out[rows] = _decode(q[rows], layer_cache, group.gather_index, group.bias)
+        out[rows] = _decode(q[rows], layer_cache, group, meta.page_size)
     for chunk in meta.prefills:
         rows = slice(chunk.start, chunk.start + chunk.num_tokens)
         out[rows] = _prefill(q[rows], k[rows], v[rows], layer_cache, chunk)
@@ -75,21 +76,22 @@ def paged_attention(
 
 
 def _decode(
-    q: torch.Tensor, layer_cache: torch.Tensor, gather_index: torch.Tensor, bias: torch.Tensor
+    q: torch.Tensor, layer_cache: torch.Tensor, group: DecodeGroup, page_size: int
 ) -> torch.Tensor:
     batch, num_heads, head_dim = q.shape
     num_kv_heads = layer_cache.shape[1]
-    length = bias.shape[-1]
+    length = group.bias.shape[-1]
     groups = num_heads // num_kv_heads
-    page_size = length * batch * 2 * num_kv_heads // gather_index.shape[0]
     # One gather of whole pages (contiguous runs) for K and V of every head.
     by_page = layer_cache.view(-1, page_size * head_dim)  # [2*kvh*num_pages, S*d]
-    kv = by_page.index_select(0, gather_index)  # [2*kvh*B*P, S*d]
+    kv = by_page.index_select(0, group.gather_index)  # [2*kvh*B*P, S*d]
     kv = kv.view(2, num_kv_heads * batch, length, head_dim)  # [2, kvh*B, L, d]
     grouped_q = q.view(batch, num_kv_heads, groups, head_dim).transpose(0, 1)
     grouped_q = grouped_q.reshape(num_kv_heads * batch, groups, head_dim)  # [kvh*B, g, d]
     scale = head_dim**-0.5
-    scores = torch.baddbmm(bias, grouped_q, kv[0].transpose(1, 2), alpha=scale)  # [kvh*B, g, L]
+    scores = torch.baddbmm(
+        group.bias, grouped_q, kv[0].transpose(1, 2), alpha=scale
+    )  # [kvh*B, g, L]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = torch.bmm(probs, kv[1])  # [kvh*B, g, d]
     out = out.view(num_kv_heads, batch, groups, head_dim).transpose(0, 1)

@@ -84,6 +84,7 @@ def prepare(items: list[BatchItem], layout: PoolLayout) -> PreparedBatch:
     logit_rows = [row_of_last[i] for i, item in enumerate(items) if item.need_logits]
     meta = AttentionMetadata(
         slot_mapping=slot_mapping.to(layout.device),
+        page_size=layout.page_size,
         num_decodes=num_decodes,
         decode_groups=groups,
         prefills=prefills,
