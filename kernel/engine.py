@@ -22,13 +22,20 @@ from llmos.drivers.detokenizer import IncrementalDetokenizer
 from llmos.drivers.loaders.registry import load_checkpoint
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
+from llmos.kernel.chat import next_turn
 from llmos.kernel.config import EngineConfig
 from llmos.kernel.memory import MemoryManager
-from llmos.kernel.process import ExitStatus, Process
+from llmos.kernel.process import ExitStatus, Process, ProcessState
 from llmos.kernel.prompt import Prompt, tokenize_prompt
 from llmos.kernel.scheduler import Scheduler, StepPlan
 from llmos.kernel.stopping import find_stop_string, held_back, length_exit, stop_token_ids
-from llmos.syscalls.errors import ContextOverflow, NotFound, OutOfMemory
+from llmos.syscalls.errors import (
+    Busy,
+    ContextOverflow,
+    InvalidArgument,
+    NotFound,
+    OutOfMemory,
+)
 from llmos.syscalls.sampling import SamplingParams
 
 
@@ -40,6 +47,7 @@ class StepOutput:
     token_id: int
     text: str
     exit_status: ExitStatus | None = None
+    turn_end: ExitStatus | None = None  # a chat process finished a turn and now waits
 
 
 @dataclass
@@ -94,23 +102,80 @@ class Engine:
     def has_work(self) -> bool:
         return self.scheduler.has_work
 
-    def add(self, prompt: Prompt, params: SamplingParams | None = None) -> Process:
-        """Create a process for ``prompt`` (text, token ids or chat messages); return it."""
+    def add(
+        self,
+        prompt: Prompt,
+        params: SamplingParams | None = None,
+        *,
+        pid: int | None = None,
+        chat: bool = False,
+        **attributes: Any,
+    ) -> Process:
+        """Create a process for ``prompt`` (text, token ids or chat messages); return it.
+
+        ``chat`` processes wait for :meth:`write` after each reply instead of
+        exiting. ``attributes`` are PCB fields the kernel sets (uid, ppid, nice, model).
+        """
         params = (params or SamplingParams()).validate()
-        token_ids = tokenize_prompt(self.tokenizer, prompt)
+        history = _history(prompt) if chat else []
+        token_ids = tokenize_prompt(self.tokenizer, history or prompt)
         self._check_fits(len(token_ids))
+        if pid is None:
+            pid = next(self._pids)
+        assert pid not in self.processes, f"pid {pid} in use"
         process = Process(
-            pid=next(self._pids),
+            pid=pid,
             params=params,
             token_ids=list(token_ids),
             num_prompt_tokens=len(token_ids),
             sampler_state=self.driver.new_sampler_state(params),
             detokenizer=IncrementalDetokenizer(self.tokenizer, context_ids=token_ids),
             stop_ids=stop_token_ids(params, self.tokenizer.eos_token_ids),
+            is_chat=chat,
+            messages=history,
+            **attributes,
         )
         self.processes[process.pid] = process
         self.scheduler.add(process)
         return process
+
+    def write(self, pid: int, content: str) -> Process:
+        """Give a waiting chat process its next user turn and make it runnable.
+
+        Only the new turn is prefilled: the K/V of earlier turns stays in the
+        process's pages (unless the template re-renders them differently).
+        """
+        process = self._get(pid)
+        if not process.is_chat:
+            raise InvalidArgument(f"process {pid} is not a chat process")
+        if process.state is not ProcessState.WAITING:
+            raise Busy(f"process {pid} is {process.state.value}, not waiting for input")
+        keep, new_ids = next_turn(self.tokenizer, process.token_ids, process.messages, content)
+        total = keep + len(new_ids)
+        self._check_fits(total)
+        self._rewind(process, keep)
+        process.messages.append({"role": "user", "content": content})
+        process.next_turn(new_ids, IncrementalDetokenizer(self.tokenizer, context_ids=new_ids))
+        self.scheduler.add(process)
+        return process
+
+    def _rewind(self, process: Process, keep: int) -> None:
+        if keep < process.num_tokens:
+            del process.token_ids[keep:]
+            process.num_computed_tokens = min(process.num_computed_tokens, keep)
+            self.memory.truncate(process, process.num_computed_tokens)
+
+    def _get(self, pid: int) -> Process:
+        process = self.processes.get(pid)
+        if process is None:
+            raise NotFound(f"no such process: {pid}")
+        return process
+
+    def reap(self, pid: int) -> Process:
+        """Forget an exited process."""
+        process = self._get(pid)
+        assert not process.is_live, f"reaping live process {pid}"
+        return self.processes.pop(pid)
 
     def _check_fits(self, num_prompt_tokens: int) -> None:
         if num_prompt_tokens == 0:
@@ -127,12 +192,24 @@ class Engine:
 
     def kill(self, pid: int) -> Process:
         """End a process now (status ``killed``) and free its pages."""
-        process = self.processes.get(pid)
-        if process is None:
-            raise NotFound(f"no such process: {pid}")
+        process = self._get(pid)
         if not process.is_finished:
             self._retire(process, ExitStatus.KILLED)
         return process
+
+    def fail_running(self, error: str) -> list[Process]:
+        """End every scheduled process with status ``error`` (a step failed under them)."""
+        failed = [*self.scheduler.running, *self.scheduler.waiting]
+        for process in failed:
+            self._retire(process, ExitStatus.ERROR, error)
+        return failed
+
+    def end_all(self, status: ExitStatus) -> list[Process]:
+        """End every live process (the kernel is shutting down)."""
+        live = [p for p in self.processes.values() if p.is_live]
+        for process in live:
+            self._retire(process, status)
+        return live
 
     def step(self) -> list[StepOutput]:
         """Run one continuous-batching iteration; return the tokens it produced."""
@@ -167,6 +244,7 @@ class Engine:
                 self.num_decode_tokens += 1
             else:
                 self.num_prefill_tokens += num
+                process.num_prefill_tokens += num
             if item.need_logits:
                 samplers.append(process)
         return items, samplers
@@ -180,9 +258,21 @@ class Engine:
         hold = 0 if status is not None else held_back(process.text, process.params.stop)
         delta = process.text[process.num_streamed_chars : len(process.text) - hold]
         process.num_streamed_chars += len(delta)
+        if status is not None and self._ends_turn(process):
+            self._end_turn(process)
+            return StepOutput(process.pid, token, delta, turn_end=status)
         if status is not None:
             self._retire(process, status)
         return StepOutput(process.pid, token, delta, status)
+
+    def _ends_turn(self, process: Process) -> bool:
+        """A chat process waits after a reply, unless its context is full."""
+        return process.is_chat and process.num_tokens < self.max_model_len
+
+    def _end_turn(self, process: Process) -> None:
+        self.scheduler.park(process)
+        process.messages.append({"role": "assistant", "content": process.text})
+        process.wait_for_input()
 
     def _append_text(self, process: Process, token: int) -> ExitStatus | None:
         """Extend the process's text by ``token``; STOP on a stop token or string."""
@@ -197,9 +287,9 @@ class Engine:
         process.text = (process.text + delta)[:cut]
         return ExitStatus.STOP
 
-    def _retire(self, process: Process, status: ExitStatus) -> None:
+    def _retire(self, process: Process, status: ExitStatus, error: str | None = None) -> None:
         self.scheduler.remove(process)
-        process.exit(status)
+        process.exit(status, error)
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams | Sequence[SamplingParams]
@@ -221,3 +311,13 @@ class Engine:
             exit_status=process.exit_status,
             stats={"num_preemptions": process.num_preemptions},
         )
+
+
+def _history(prompt: Prompt) -> list[dict[str, str]]:
+    """The conversation so far of a chat process's first prompt."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    items: list[Any] = list(prompt)
+    if all(isinstance(item, dict) for item in items):
+        return [{str(k): str(v) for k, v in item.items()} for item in items]
+    raise InvalidArgument("a chat process starts from chat messages or a string, not token ids")

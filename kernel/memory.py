@@ -43,6 +43,12 @@ class MemoryManager:
         self.allocator.free(process.block_table)
         process.block_table = []
 
+    def truncate(self, process: Process, num_tokens: int) -> None:
+        """Keep only the first ``num_tokens`` tokens' K/V; free the pages past them."""
+        num_pages = pages_for(num_tokens, self.page_size)
+        self.allocator.free(process.block_table[num_pages:])
+        del process.block_table[num_pages:]
+
     def can_ever_fit(self, num_tokens: int) -> bool:
         """Whether a process of ``num_tokens`` tokens fits in the whole pool."""
         return pages_for(num_tokens, self.page_size) <= self.allocator.num_pages

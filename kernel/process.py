@@ -13,8 +13,11 @@ from llmos.syscalls.sampling import SamplingParams
 class ProcessState(enum.Enum):
     """Where a process is in its life."""
 
+    NEW = "new"  # created; not yet handed to the scheduler
     READY = "ready"  # queued, waiting for the scheduler
     RUNNING = "running"  # in the running set: holds pages, gets steps
+    WAITING = "waiting"  # a chat process between turns: keeps its pages, waits for write
+    STOPPED = "stopped"  # suspended by a signal
     ZOMBIE = "zombie"  # exited; kept until its status is collected
 
 
@@ -43,6 +46,12 @@ class Process:
     sampler_state: Any
     detokenizer: Any
     stop_ids: frozenset[int] = frozenset()
+    uid: int = 0
+    ppid: int = 0
+    nice: int = 0
+    model: str = ""
+    is_chat: bool = False
+    messages: list[dict[str, str]] = field(default_factory=list)
     state: ProcessState = ProcessState.READY
     block_table: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0
@@ -51,9 +60,18 @@ class Process:
     text: str = ""
     num_streamed_chars: int = 0
     num_preemptions: int = 0
-    created_at: float = field(default_factory=time.monotonic)
+    num_prefill_tokens: int = 0
+    num_sampled: int = 0  # tokens the model generated, over all turns
+    num_turns: int = 1
+    turn_start: int = -1
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
     first_token_at: float | None = None
     ended_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.turn_start < 0:
+            self.turn_start = self.num_prompt_tokens
 
     @property
     def num_tokens(self) -> int:
@@ -62,6 +80,11 @@ class Process:
     @property
     def num_generated(self) -> int:
         return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def num_turn_generated(self) -> int:
+        """Tokens generated in the current turn (a chat process has many turns)."""
+        return len(self.token_ids) - self.turn_start
 
     @property
     def num_pending(self) -> int:
@@ -76,9 +99,31 @@ class Process:
     def is_finished(self) -> bool:
         return self.state is ProcessState.ZOMBIE
 
+    @property
+    def is_live(self) -> bool:
+        return self.state is not ProcessState.ZOMBIE
+
     def run(self) -> None:
         assert self.state is ProcessState.READY
         self.state = ProcessState.RUNNING
+        if self.started_at is None:
+            self.started_at = time.time()
+
+    def wait_for_input(self) -> None:
+        """End a chat turn: keep the pages, sleep until :meth:`next_turn`."""
+        assert self.state is ProcessState.RUNNING
+        self.state = ProcessState.WAITING
+
+    def next_turn(self, token_ids: list[int], detokenizer: Any) -> None:
+        """Append the next user turn's tokens and become runnable again."""
+        assert self.state is ProcessState.WAITING
+        self.token_ids.extend(token_ids)
+        self.turn_start = len(self.token_ids)
+        self.num_turns += 1
+        self.text = ""
+        self.num_streamed_chars = 0
+        self.detokenizer = detokenizer
+        self.state = ProcessState.READY
 
     def requeue(self) -> None:
         """Back to the ready queue (preempted); its K/V is gone and will be recomputed."""
@@ -89,12 +134,13 @@ class Process:
 
     def append_token(self, token: int) -> None:
         if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
+            self.first_token_at = time.time()
         self.token_ids.append(token)
+        self.num_sampled += 1
 
     def exit(self, status: ExitStatus, error: str | None = None) -> None:
         assert self.state is not ProcessState.ZOMBIE
         self.state = ProcessState.ZOMBIE
         self.exit_status = status
         self.error = error
-        self.ended_at = time.monotonic()
+        self.ended_at = time.time()

@@ -60,6 +60,10 @@ class Scheduler:
             self.waiting.remove(process)
         self.memory.release(process)
 
+    def park(self, process: Process) -> None:
+        """Take a running process out of the running set, keeping its pages."""
+        self.running.remove(process)
+
     def schedule(self) -> StepPlan:
         """Plan one step."""
         plan = StepPlan()

@@ -27,8 +27,8 @@ def find_stop_string(text: str, delta: str, stops: list[str]) -> int | None:
 
 
 def length_exit(process: Process, max_model_len: int) -> ExitStatus | None:
-    """LENGTH once max_tokens are generated or the context is full."""
-    if process.num_generated >= process.params.max_tokens:
+    """LENGTH once max_tokens are generated (this turn) or the context is full."""
+    if process.num_turn_generated >= process.params.max_tokens:
         return ExitStatus.LENGTH
     if process.num_tokens >= max_model_len:
         return ExitStatus.LENGTH

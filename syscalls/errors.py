@@ -78,3 +78,39 @@ class NetworkUnavailable(LlmosError):
     """A model hub could not be reached."""
 
     code = "ENETUNREACH"
+
+
+class Interrupted(LlmosError):
+    """The call was cut short (the kernel is shutting down, or a stream fell behind)."""
+
+    code = "EINTR"
+
+
+class TimedOut(LlmosError):
+    """The call did not finish in the time it was given."""
+
+    code = "ETIMEDOUT"
+
+
+class KernelUnavailable(LlmosError):
+    """No kernel answers on the socket."""
+
+    code = "ECONNREFUSED"
+
+
+def _subclasses(cls: type[LlmosError]) -> list[type[LlmosError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+def error_from_code(code: str, message: str) -> LlmosError:
+    """The typed error for a wire ``code`` (the most general class with that code)."""
+    for cls in _subclasses(LlmosError):
+        if cls.code == code:
+            return cls(message)
+    error = LlmosError(message)
+    error.code = code  # type: ignore[misc]
+    return error

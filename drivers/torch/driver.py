@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import psutil
 import torch
 
 from llmos.drivers.loaders.checkpoint import Checkpoint
@@ -51,6 +52,7 @@ class TorchDriver:
             max_model_len or self.config.max_position_embeddings,
             self.config.max_position_embeddings,
         )
+        self.num_params = sum(t.numel() for t in checkpoint.tensors.values())
         self.model = build_model(
             self.config, checkpoint.tensors, self.dtype, self.device, self.max_model_len
         )
@@ -69,6 +71,17 @@ class TorchDriver:
     def page_bytes(self) -> int:
         """Bytes of KV one page holds across all layers."""
         return page_bytes(self.config, self.page_size, self.dtype)
+
+    def memory_stats(self) -> tuple[str, int, int]:
+        """(device, total bytes, used bytes) of the device this driver runs on.
+
+        For the CPU that is host RAM (psutil); for CUDA, the device's memory.
+        """
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            return str(self.device), int(total), int(total - free)
+        memory = psutil.virtual_memory()
+        return "cpu", int(memory.total), int(memory.total - memory.available)
 
     def new_sampler_state(self, params: SamplingParams) -> SamplerState:
         """Per-process sampling state (its seeded generator)."""

@@ -1,0 +1,237 @@
+"""KernelCore: the process table, the resident models and their engines.
+
+Everything here runs on the engine thread (see :mod:`llmos.kernel.engine_thread`);
+nothing else touches a PCB, a page or a tensor. Each method is one syscall's
+kernel-side work; what the event loop must hear (stream events, reaped pids,
+model changes) collects in ``events`` and is published in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import psutil
+
+from llmos.kernel.engine import Engine, StepOutput
+from llmos.kernel.models import ModelTable
+from llmos.kernel.notices import ModelsChanged, Reaped
+from llmos.kernel.process import ExitStatus, Process
+from llmos.kernel.procinfo import proc_info
+from llmos.kernel.prompt import Prompt
+from llmos.syscalls.errors import InvalidArgument, NotFound, PermissionDenied
+from llmos.syscalls.events import ExitEvent, TokenEvent, WaitingEvent
+from llmos.syscalls.replies import MeminfoReply, ModelInfo, PoolInfo, ProcInfo, Waited
+from llmos.syscalls.requests import Spawn
+
+log = logging.getLogger("llmos.kernel")
+
+NICE_MIN, NICE_MAX = -20, 19
+ROOT = 0
+
+
+class KernelCore:
+    """Process table + models; one method per syscall, run on the engine thread."""
+
+    def __init__(self, zombie_ttl: float = 600.0) -> None:
+        self.zombie_ttl = zombie_ttl
+        self.models = ModelTable()
+        self.table: dict[int, Process] = {}
+        self.events: list[Any] = []
+
+    # -- processes -------------------------------------------------------
+
+    def spawn(self, uid: int, pid: int, request: Spawn) -> None:
+        """Create process ``pid`` for ``uid`` from a Spawn request."""
+        check_nice(uid, request.nice)
+        model = self.models.get(request.model)
+        model.engine.add(
+            prompt_of(request),
+            request.params,
+            pid=pid,
+            chat=request.chat,
+            uid=uid,
+            nice=request.nice,
+            model=model.name,
+        )
+        self.table[pid] = model.engine.processes[pid]
+        model.touch()
+
+    def write(self, uid: int, pid: int, content: str) -> None:
+        """Next user turn of a waiting chat process."""
+        process = self.owned(uid, pid)
+        self.engine_of(process).write(pid, content)
+
+    def kill(self, uid: int, pid: int, signal: str) -> None:
+        """TERM/KILL end a process now; STOP/CONT arrive with swap."""
+        process = self.owned(uid, pid)
+        if signal not in ("TERM", "KILL"):
+            raise InvalidArgument(f"signal {signal} is not supported by this kernel yet")
+        if process.is_live:
+            self.engine_of(process).kill(pid)
+            self.events.append(ExitEvent(pid=pid, status=ExitStatus.KILLED.value))
+
+    def collect(self, uid: int, pid: int) -> Waited | None:
+        """The exit status of a zombie (reaping it), or None while it lives."""
+        process = self.owned(uid, pid)
+        if process.is_live:
+            return None
+        self.reap(process)
+        return Waited(proc=proc_info(process), text=process.text, token_ids=process.generated_ids)
+
+    def check_access(self, uid: int, pid: int) -> None:
+        """Raise unless ``uid`` may read and signal ``pid``."""
+        self.owned(uid, pid)
+
+    def ps(self, uid: int, everyone: bool) -> list[ProcInfo]:
+        rows = [p for p in self.table.values() if everyone or p.uid == uid]
+        return [proc_info(p) for p in sorted(rows, key=lambda p: p.pid)]
+
+    def proc(self, pid: int) -> ProcInfo:
+        return proc_info(self.get(pid))
+
+    def get(self, pid: int) -> Process:
+        process = self.table.get(pid)
+        if process is None:
+            raise NotFound(f"no such process: {pid}")
+        return process
+
+    def owned(self, uid: int, pid: int) -> Process:
+        """The process, if ``uid`` owns it or is root."""
+        process = self.get(pid)
+        if uid not in (ROOT, process.uid):
+            raise PermissionDenied(f"process {pid} belongs to uid {process.uid}, not {uid}")
+        return process
+
+    def engine_of(self, process: Process) -> Engine:
+        return self.models.get(process.model).engine
+
+    def reap(self, process: Process) -> None:
+        del self.table[process.pid]
+        if process.model in self.models:
+            self.engine_of(process).reap(process.pid)
+        self.events.append(Reaped(process.pid))
+
+    # -- the engine loop -------------------------------------------------
+
+    @property
+    def has_work(self) -> bool:
+        return any(m.engine.has_work for m in self.models.models.values())
+
+    def step(self) -> None:
+        """One step of every engine with work; a failing step fails its processes only."""
+        for model in list(self.models.models.values()):
+            if not model.engine.has_work:
+                continue
+            try:
+                outputs = model.engine.step()
+            except Exception as exc:
+                log.exception("step of %s failed", model.name)
+                self.fail(model.engine, f"engine step failed: {exc!r}")
+                continue
+            self.events.extend(event for out in outputs for event in step_events(out))
+
+    def fail(self, engine: Engine, error: str) -> None:
+        for process in engine.fail_running(error):
+            self.events.append(ExitEvent(pid=process.pid, status="error", error=error))
+
+    def housekeeping(self, now_wall: float, now: float) -> None:
+        """Reap zombies nobody waited for; unload models idle past their keep-alive."""
+        for process in list(self.table.values()):
+            ended = process.ended_at
+            if ended is not None and now_wall - ended > self.zombie_ttl:
+                self.reap(process)
+        for name in self.models.expired(now):
+            log.info("unloading %s: idle past its keep-alive", name)
+            self.unload(name)
+
+    def shutdown(self) -> None:
+        """End every live process with status ``shutdown``."""
+        for model in self.models.models.values():
+            for process in model.engine.end_all(ExitStatus.SHUTDOWN):
+                self.events.append(ExitEvent(pid=process.pid, status="shutdown"))
+
+    def take_events(self) -> list[Any]:
+        events, self.events = self.events, []
+        return events
+
+    # -- models and memory -----------------------------------------------
+
+    def model_info(self, name: str) -> ModelInfo | None:
+        if name not in self.models:
+            return None
+        return self.models.get(name).info(time.monotonic())
+
+    def install(self, name: str, engine: Engine, keep_alive: float | None) -> ModelInfo:
+        model = self.models.install(name, engine, keep_alive)
+        self.events.append(ModelsChanged(tuple(self.models.names)))
+        return model.info(time.monotonic())
+
+    def unload(self, name: str) -> None:
+        self.models.unload(name)
+        self.events.append(ModelsChanged(tuple(self.models.names)))
+
+    def list_models(self) -> list[ModelInfo]:
+        now = time.monotonic()
+        return [self.models.get(name).info(now) for name in self.models.names]
+
+    def meminfo(self) -> MeminfoReply:
+        host = psutil.virtual_memory()
+        device, total, used = "cpu", int(host.total), int(host.total - host.available)
+        pools = []
+        for model in self.models.models.values():
+            device, total, used = model.engine.driver.memory_stats()
+            pools.append(pool_info(model.name, model.engine))
+        return MeminfoReply(
+            host_total=int(host.total),
+            host_available=int(host.available),
+            kernel_rss=int(psutil.Process(os.getpid()).memory_info().rss),
+            device=device,
+            device_total=total,
+            device_used=used,
+            pools=pools,
+        )
+
+
+def pool_info(name: str, engine: Engine) -> PoolInfo:
+    allocator = engine.memory.allocator
+    return PoolInfo(
+        model=name,
+        page_size=allocator.page_size,
+        page_bytes=engine.driver.page_bytes,
+        num_pages=allocator.num_pages,
+        num_free=allocator.num_free,
+        num_used=allocator.num_pages - allocator.num_free,
+    )
+
+
+def step_events(out: StepOutput) -> list[Any]:
+    """The stream events of one process's step."""
+    events: list[Any] = [TokenEvent(pid=out.pid, text=out.text, token_ids=[out.token_id])]
+    if out.turn_end is not None:
+        events.append(WaitingEvent(pid=out.pid, finish=out.turn_end.value))
+    if out.exit_status is not None:
+        events.append(ExitEvent(pid=out.pid, status=out.exit_status.value))
+    return events
+
+
+def check_nice(uid: int, nice: int) -> None:
+    if not NICE_MIN <= nice <= NICE_MAX:
+        raise InvalidArgument(f"nice must be in [{NICE_MIN}, {NICE_MAX}], got {nice}")
+    if nice < 0 and uid != ROOT:
+        raise PermissionDenied("only root may set a negative nice")
+
+
+def prompt_of(request: Spawn) -> Prompt:
+    """The one prompt a Spawn carries: text, chat messages or token ids."""
+    given = [x for x in (request.prompt, request.messages, request.token_ids) if x is not None]
+    if len(given) != 1:
+        raise InvalidArgument("give exactly one of prompt, messages or token_ids")
+    if request.messages is not None:
+        return [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.token_ids is not None:
+        return request.token_ids
+    assert request.prompt is not None
+    return request.prompt

@@ -1,0 +1,143 @@
+"""Replies: what the kernel answers, one tagged Struct per kind of answer."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Reply(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of every reply; ``id`` is the request's."""
+
+    id: int = 0
+
+
+class Error(Reply, tag="error"):
+    """A failed call: an errno-like ``code`` (``ENOENT``, ``EPERM``, ...) and a message."""
+
+    code: str
+    message: str
+
+
+class Ok(Reply, tag="ok"):
+    """A call that succeeded with nothing more to say."""
+
+
+class HelloReply(Reply, tag="hello"):
+    """The kernel's side of the handshake, and who it thinks the caller is."""
+
+    version: int
+    kernel_version: str
+    uid: int
+
+
+class Spawned(Reply, tag="spawned"):
+    """The pid of a new process."""
+
+    pid: int
+
+
+class ProcInfo(msgspec.Struct, kw_only=True):
+    """One row of the process table (times are Unix seconds; 0 = not yet)."""
+
+    pid: int
+    ppid: int
+    uid: int
+    model: str
+    state: str
+    nice: int
+    is_chat: bool = False
+    created_at: float = 0.0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    num_prompt_tokens: int = 0
+    num_generated_tokens: int = 0
+    num_prefill_tokens: int = 0
+    num_pages: int = 0
+    num_preemptions: int = 0
+    num_turns: int = 1
+    exit_status: str | None = None
+    error: str | None = None
+
+
+class ProcReply(Reply, tag="proc"):
+    """``proc`` of one process."""
+
+    proc: ProcInfo
+
+
+class PsReply(Reply, tag="ps"):
+    """The rows ``ps`` asked for, by pid."""
+
+    procs: list[ProcInfo]
+
+
+class Waited(Reply, tag="waited"):
+    """A process that exited (and is now reaped): status, text of its last turn, tokens."""
+
+    proc: ProcInfo
+    text: str
+    token_ids: list[int]
+
+
+class PoolInfo(msgspec.Struct, kw_only=True):
+    """One model's KV pool, in pages."""
+
+    model: str
+    page_size: int
+    page_bytes: int
+    num_pages: int
+    num_free: int
+    num_used: int
+
+
+class MeminfoReply(Reply, tag="meminfo"):
+    """Memory, in bytes, and the KV pools."""
+
+    host_total: int
+    host_available: int
+    kernel_rss: int
+    device: str
+    device_total: int
+    device_used: int
+    pools: list[PoolInfo]
+
+
+class SysinfoReply(Reply, tag="sysinfo"):
+    """The kernel at a glance."""
+
+    version: str
+    protocol: int
+    driver: str
+    device: str
+    uptime: float
+    policy: str
+    kernel_pid: int
+    kernel_uid: int
+    models: list[str]
+
+
+class ModelInfo(msgspec.Struct, kw_only=True):
+    """A loaded model, or a preset that can be loaded."""
+
+    name: str
+    loaded: bool
+    source: str = ""
+    arch: str = ""
+    dtype: str = ""
+    num_params: int = 0
+    max_model_len: int = 0
+    num_processes: int = 0
+    keep_alive: float | None = None
+    idle_for: float = 0.0
+
+
+class ModelsReply(Reply, tag="models"):
+    """Every loaded model and every preset."""
+
+    models: list[ModelInfo]
+
+
+class Loaded(Reply, tag="loaded"):
+    """A model now resident."""
+
+    model: ModelInfo
