@@ -43,10 +43,10 @@ class KernelCore:
 
     # -- processes -------------------------------------------------------
 
-    def spawn(self, uid: int, pid: int, request: Spawn) -> None:
-        """Create process ``pid`` for ``uid`` from a Spawn request."""
+    def spawn(self, uid: int, pid: int, request: Spawn, model_name: str) -> None:
+        """Create process ``pid`` for ``uid`` from a Spawn request, on ``model_name``."""
         check_nice(uid, request.nice)
-        model = self.models.get(request.model)
+        model = self.models.get(model_name)
         model.engine.add(
             prompt_of(request),
             request.params,

@@ -30,15 +30,24 @@ class ModelLoader:
         config: EngineConfig,
         data_dir: Path | None,
         default_keep_alive: float | None,
+        default_model: str | None = None,
     ) -> None:
         self.engine_thread = engine_thread
         self.config = config
         self.data_dir = data_dir
         self.default_keep_alive = default_keep_alive
+        self.default_model = default_model
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def resolve(self, name: str) -> str:
+        """``default`` is the kernel's first boot model (the registry's default if none)."""
+        if name == "default" and self.default_model:
+            return self.default_model
+        return name
 
     async def ensure(self, name: str, keep_alive: float | None = None) -> ModelInfo:
         """The model, loading it first if it is not resident."""
+        name = self.resolve(name)
         core: KernelCore = self.engine_thread.core
         lock = self._locks.setdefault(canonical_name(name), asyncio.Lock())
         async with lock:

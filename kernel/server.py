@@ -87,6 +87,7 @@ class KernelServer:
             self.settings.engine_config(),
             self.settings.data_dir,
             self.settings.keep_alive,
+            default_model=self.settings.models[0] if self.settings.models else None,
         )
         for name in self.settings.models:
             await loader.ensure(name, keep_alive=PINNED)

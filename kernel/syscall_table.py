@@ -19,7 +19,6 @@ from llmos.kernel.channels import ChannelTable, Subscriber
 from llmos.kernel.core import ROOT, KernelCore
 from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.loader import ModelLoader
-from llmos.kernel.models import canonical_name
 from llmos.syscalls.errors import (
     NotImplementedSyscall,
     PermissionDenied,
@@ -144,7 +143,7 @@ class SyscallTable:
             case Load(model=model, keep_alive=keep_alive):
                 return Loaded(model=await self.loader.ensure(model, keep_alive))
             case Unload(model=model):
-                await self.engine.call(self.core.unload, canonical_name(model))
+                await self.engine.call(self.core.unload, self.loader.resolve(model))
                 return Ok()
             case Shutdown():
                 return self.shutdown(uid)
@@ -152,11 +151,11 @@ class SyscallTable:
 
     async def spawn(self, uid: int, request: Spawn) -> Result:
         """Load the model if needed, create the process, maybe stream it."""
-        await self.loader.ensure(request.model)
+        model = await self.loader.ensure(request.model)
         pid = next(self._pids)
         subscriber = self.channels.subscribe(pid, True) if request.stream else None
         try:
-            await self.engine.call(self.core.spawn, uid, pid, request)
+            await self.engine.call(self.core.spawn, uid, pid, request, model.name)
         except BaseException:
             self.channels.discard(pid)
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,3 +14,11 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     patch.setenv("LLMOS_DATA_DIR", str(tmp_path_factory.mktemp("llmos-data")))
     yield
     patch.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny Llama (ChatML tokenizer) as an HF folder: boots a kernel in a second."""
+    from tinymodels import make_tiny_hf_model
+
+    return make_tiny_hf_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
