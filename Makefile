@@ -44,8 +44,10 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest -q -x --durations=15
 
+# The kernel in the foreground, serving the default model; Ctrl-C stops it.
+# In a second terminal: .venv/bin/llmosctl run "Hello!"
 run: setup
-	$(PY) -m llmos
+	$(VENV)/bin/llmosctl up --foreground
 
 bench: setup
 	$(PY) bench/throughput.py

@@ -63,6 +63,8 @@ class Model:
         """Complete ``prompt``, yielding the text as it is generated."""
         with self.client.run(prompt, model=self.name, **sampling) as process:
             yield from process.text_chunks()
+        if process.exit_status is not None:
+            self.client.wait(process.pid)  # reap it, as generate() does
 
     def chat(self, messages: str | Sequence[MessageLike], **sampling: Any) -> str:
         """The assistant's reply to a conversation (a plain string is one user message)."""

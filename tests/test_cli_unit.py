@@ -249,7 +249,7 @@ def test_prompt_is_a_user_message_unless_raw() -> None:
     ]
 
 
-def test_pop_sampling_sends_only_what_was_given() -> None:
+def test_pop_sampling_uses_the_shells_defaults_for_unset_flags() -> None:
     options = {
         "max_tokens": 5,
         "temperature": None,
@@ -262,7 +262,8 @@ def test_pop_sampling_sends_only_what_was_given() -> None:
         "nice": 1,
     }
     params = pop_sampling(options)
-    assert (params.max_tokens, params.seed, params.stop, params.temperature) == (5, 3, ["\n"], 1.0)
+    assert (params.max_tokens, params.seed, params.stop) == (5, 3, ["\n"])
+    assert (params.temperature, params.top_p, params.top_k) == (0.2, 0.9, 0)
     assert options == {"model": "m", "nice": 1}
 
 

@@ -210,3 +210,22 @@ def test_kill_needs_owner_through_the_credentials_seam(tiny_model_dir: Path) -> 
         assert alice.proc(pid).state in ("ready", "running")
         alice.kill(pid)
         assert alice.wait(pid).proc.exit_status == "killed"
+
+
+def test_llmosctl_up_daemonizes_and_down_leaves_nothing(tiny_model_dir: Path) -> None:
+    folder = short_socket_dir()
+    path = folder / "k.sock"
+    ctl = [sys.executable, "-m", "llmos.cli", "--socket", str(path)]
+    env = dict(os.environ, LLMOS_DTYPE="float32", LLMOS_KV_BUDGET=str(32 * 1024**2))
+    up = subprocess.run(
+        [*ctl, "up", "--model", str(tiny_model_dir)], env=env, capture_output=True, timeout=120
+    )
+    assert up.returncode == 0, up.stderr.decode()
+    pid = int(Path(f"{path}.pid").read_text())
+    status = subprocess.run([*ctl, "status"], capture_output=True, timeout=60)
+    assert status.returncode == 0 and str(pid) in status.stdout.decode()
+    down = subprocess.run([*ctl, "down"], capture_output=True, timeout=60)
+    assert down.returncode == 0, down.stderr.decode()
+    assert not path.exists() and not Path(f"{path}.pid").exists()
+    gone = subprocess.run([*ctl, "status"], capture_output=True, timeout=60)
+    assert gone.returncode == 3

@@ -11,11 +11,20 @@ from llmos.syscalls.sampling import SamplingParams
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# (flag, name, type, help); each is sent only when given, so the kernel's defaults apply.
+# The shell's own defaults where SamplingParams' (temperature 1, no top-p) suit small
+# chat models badly; they match SmolLM2's recommended settings. Flags override them.
+CLI_DEFAULTS: dict[str, Any] = {"temperature": 0.2, "top_p": 0.9}
+
+# (flag, name, type, help); unset flags fall back to CLI_DEFAULTS, then SamplingParams.
 SAMPLING_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--max-tokens", "max_tokens", click.IntRange(min=1), "Most tokens to generate (per turn)."),
-    ("--temperature", "temperature", click.FloatRange(min=0.0), "0 is greedy."),
-    ("--top-p", "top_p", click.FloatRange(0.0, 1.0, min_open=True), "Nucleus sampling mass."),
+    ("--temperature", "temperature", click.FloatRange(min=0.0), "0 is greedy.  [default: 0.2]"),
+    (
+        "--top-p",
+        "top_p",
+        click.FloatRange(0.0, 1.0, min_open=True),
+        "Nucleus sampling mass.  [default: 0.9]",
+    ),
     ("--top-k", "top_k", click.IntRange(min=0), "Sample among the k likeliest (0: off)."),
     ("--min-p", "min_p", click.FloatRange(0.0, 1.0), "Drop tokens below min_p x the top one."),
     ("--seed", "seed", int, "Seed for reproducible sampling."),
@@ -57,7 +66,8 @@ def pop_sampling(options: dict[str, Any]) -> SamplingParams:
     """Remove the sampling flags from ``options``; the params they give (validated)."""
     given = {name: options.pop(name) for name in SAMPLING_NAMES}
     stop = list(options.pop("stop", ()))
-    fields: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    fields: dict[str, Any] = dict(CLI_DEFAULTS)
+    fields.update({name: value for name, value in given.items() if value is not None})
     if stop:
         fields["stop"] = stop
     return SamplingParams(**fields).validate()
