@@ -26,7 +26,8 @@ from llmos.syscalls.errors import Busy, InvalidArgument, NotFound, PermissionDen
 from llmos.syscalls.framing import frame, recv_frame
 from llmos.syscalls.protocol import decode_reply, encode
 from llmos.syscalls.replies import Error
-from llmos.syscalls.requests import Hello
+from llmos.syscalls.requests import Hello, Spawn
+from llmos.syscalls.sampling import SamplingParams
 
 LONG = {"max_tokens": 200, "ignore_eos": True, "temperature": 0.0}
 
@@ -229,3 +230,38 @@ def test_llmosctl_up_daemonizes_and_down_leaves_nothing(tiny_model_dir: Path) ->
     assert not path.exists() and not Path(f"{path}.pid").exists()
     gone = subprocess.run([*ctl, "status"], capture_output=True, timeout=60)
     assert gone.returncode == 3
+
+
+def test_a_client_that_never_reads_does_not_stall_the_engine(tiny_model_dir: Path) -> None:
+    model = str(tiny_model_dir)
+    with (
+        running_kernel([model], stream_buffer=16) as kernel,
+        socket.socket(socket.AF_UNIX) as stuck,
+        Client(kernel.socket) as client,
+    ):
+        stuck.connect(str(kernel.socket))
+        stuck.sendall(frame(encode(Hello(id=1, version=1))))
+        params = SamplingParams(max_tokens=150, ignore_eos=True)
+        hog = Spawn(id=2, model=model, prompt="x", params=params, stream=True)
+        stuck.sendall(frame(encode(hog)))  # ...and never reads a byte
+        started = time.monotonic()
+        text = client.generate("hello", model=model, max_tokens=50)
+        assert text and time.monotonic() - started < 30
+        deadline = time.monotonic() + 30
+        while any(row.state != "zombie" for row in client.ps()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_stream_replays_a_finished_process_from_the_start(tiny_model_dir: Path) -> None:
+    with running_kernel([str(tiny_model_dir)]) as kernel, Client(kernel.socket) as client:
+        pid = client.spawn("once upon", max_tokens=12, temperature=0.0)
+        waited_for = client.stream(pid)
+        list(waited_for)
+        replay = client.stream(pid, from_start=True)
+        events = list(replay)
+        assert replay.text == waited_for.text and replay.exit_status == "length"
+        assert len(events) == 13  # 12 tokens and the exit
+        only_end = client.stream(pid, from_start=False)
+        assert [type(e).__name__ for e in only_end] == ["ExitEvent"]
+        assert client.wait(pid).text == replay.text
