@@ -10,6 +10,7 @@ what that window's prefix decoded to, holding back text that ends in U+FFFD
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from llmos.drivers.tokenizer import Tokenizer
@@ -43,6 +44,12 @@ class IncrementalDetokenizer:
         self._ids: list[int] = [int(i) for i in context_ids[-CONTEXT_TOKENS:]]
         self._prefix_offset = 0  # start of the decode window
         self._read_offset = len(self._ids)  # ids before this have been emitted
+
+    def fork(self) -> IncrementalDetokenizer:
+        """An independent copy in the same state (for a forked process)."""
+        twin = copy.copy(self)
+        twin._ids = list(self._ids)
+        return twin
 
     def _decode(self, start: int, end: int | None = None) -> str:
         return self._tokenizer.decode(self._ids[start:end], skip_special_tokens=self._skip_special)

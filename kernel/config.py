@@ -17,3 +17,11 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=2)
     max_num_seqs: int = Field(64, ge=1)
     max_num_batched_tokens: int = Field(512, ge=1)
+    host_swap: float | int = Field(
+        0.1, description="host swap tier: bytes, or a fraction of available RAM; 0 for none"
+    )
+    disk_swap: int = Field(1 << 30, ge=0, description="disk swap tier in bytes; 0 for none")
+    prefix_cache: bool = True
+    prefix_salt_per_uid: bool = Field(
+        False, description="keep each uid's cached prefixes to itself"
+    )

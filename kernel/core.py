@@ -11,20 +11,26 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
 
+from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.kernel.engine import Engine, StepOutput
+from llmos.kernel.hibernate import Image, failed_process, hibernate, image_path, restore
 from llmos.kernel.models import ModelTable
 from llmos.kernel.notices import ModelsChanged, Reaped
-from llmos.kernel.process import ExitStatus, Process
+from llmos.kernel.process import ExitStatus, Process, ProcessState
 from llmos.kernel.procinfo import proc_info
 from llmos.kernel.prompt import Prompt
+from llmos.kernel.vmstat import page_map, pool_info
 from llmos.syscalls.errors import InvalidArgument, NotFound, PermissionDenied
 from llmos.syscalls.events import ExitEvent, TokenEvent, WaitingEvent
-from llmos.syscalls.replies import MeminfoReply, ModelInfo, PoolInfo, ProcInfo, Waited
-from llmos.syscalls.requests import Spawn
+from llmos.syscalls.replies import MeminfoReply, ModelInfo, ProcInfo, ProcReply, Waited
+from llmos.syscalls.requests import Fork, Spawn
+from llmos.syscalls.sampling import SamplingParams
 
 log = logging.getLogger("llmos.kernel")
 
@@ -35,8 +41,9 @@ ROOT = 0
 class KernelCore:
     """Process table + models; one method per syscall, run on the engine thread."""
 
-    def __init__(self, zombie_ttl: float = 600.0) -> None:
+    def __init__(self, zombie_ttl: float = 600.0, data_dir: Path | None = None) -> None:
         self.zombie_ttl = zombie_ttl
+        self.data_dir = resolve_data_dir(data_dir)
         self.models = ModelTable()
         self.table: dict[int, Process] = {}
         self.events: list[Any] = []
@@ -65,13 +72,29 @@ class KernelCore:
         self.engine_of(process).write(pid, content)
 
     def kill(self, uid: int, pid: int, signal: str) -> None:
-        """TERM/KILL end a process now; STOP/CONT arrive with swap."""
+        """TERM/KILL end a process now; STOP suspends it (pages to swap); CONT resumes."""
         process = self.owned(uid, pid)
-        if signal not in ("TERM", "KILL"):
-            raise InvalidArgument(f"signal {signal} is not supported by this kernel yet")
-        if process.is_live:
-            self.engine_of(process).kill(pid)
+        if not process.is_live:
+            return
+        self.engine_of(process).signal(pid, signal)
+        if not process.is_live:
             self.events.append(ExitEvent(pid=pid, status=ExitStatus.KILLED.value))
+        if process.state is not ProcessState.STOPPED:  # its hibernation image is stale now
+            image_path(self.data_dir, pid).unlink(missing_ok=True)
+
+    def fork(self, uid: int, pid: int, child_pids: list[int], request: Fork) -> list[int]:
+        """Children of ``pid`` sharing its pages; see :mod:`llmos.kernel.fork`."""
+        parent = self.owned(uid, pid)
+        params: list[SamplingParams | None] = [request.params] * len(child_pids)
+        if request.seeds is not None:
+            if len(request.seeds) != len(child_pids):
+                raise InvalidArgument(f"{len(request.seeds)} seeds for {len(child_pids)} children")
+            base = request.params or parent.params
+            params = [msgspec.structs.replace(base, seed=seed) for seed in request.seeds]
+        children = self.engine_of(parent).fork(pid, child_pids, params)
+        for child in children:
+            self.table[child.pid] = child
+        return [child.pid for child in children]
 
     def collect(self, uid: int, pid: int) -> Waited | None:
         """The exit status of a zombie (reaping it), or None while it lives."""
@@ -89,8 +112,10 @@ class KernelCore:
         rows = [p for p in self.table.values() if everyone or p.uid == uid]
         return [proc_info(p) for p in sorted(rows, key=lambda p: p.pid)]
 
-    def proc(self, pid: int) -> ProcInfo:
-        return proc_info(self.get(pid))
+    def proc(self, pid: int, with_pages: bool = False) -> ProcReply:
+        process = self.get(pid)
+        pages = page_map(self.engine_of(process).memory, process) if with_pages else []
+        return ProcReply(proc=proc_info(process), pages=pages)
 
     def get(self, pid: int) -> Process:
         process = self.table.get(pid)
@@ -111,7 +136,8 @@ class KernelCore:
     def reap(self, process: Process) -> None:
         del self.table[process.pid]
         if process.model in self.models:
-            self.engine_of(process).reap(process.pid)
+            self.engine_of(process).processes.pop(process.pid, None)
+        image_path(self.data_dir, process.pid).unlink(missing_ok=True)  # a failed restore's
         self.events.append(Reaped(process.pid))
 
     # -- the engine loop -------------------------------------------------
@@ -146,6 +172,42 @@ class KernelCore:
         for name in self.models.expired(now):
             log.info("unloading %s: idle past its keep-alive", name)
             self.unload(name)
+
+    def hibernate(self, everyone: bool) -> int:
+        """Write stopped processes (all live ones with ``everyone``) to disk; they leave
+        this kernel with status ``hibernated`` and return with the next one."""
+        count = 0
+        for model in self.models.models.values():
+            engine = model.engine
+            for process in [p for p in engine.processes.values() if p.is_live]:
+                if not (everyone or process.state is ProcessState.STOPPED):
+                    continue
+                try:
+                    hibernate(engine, process, self.data_dir)
+                except Exception:
+                    log.exception("could not hibernate process %d", process.pid)
+                    continue
+                engine.kill(process.pid)
+                self.events.append(ExitEvent(pid=process.pid, status="hibernated"))
+                count += 1
+        return count
+
+    def restore(self, image: Image, pages: list[bytes]) -> int:
+        """Bring back one hibernated process (same pid, same owner)."""
+        engine = self.models.get(image.model).engine
+        process = restore(engine, image, pages)
+        self.table[process.pid] = process
+        if process.state is not ProcessState.STOPPED:
+            image_path(self.data_dir, process.pid).unlink(missing_ok=True)
+        return process.pid
+
+    def restore_failed(self, pid: int, uid: int, model: str, error: str) -> None:
+        """Record a process that could not be restored as a zombie with the reason."""
+        engine = self.models.get(model).engine if model in self.models else None
+        process = failed_process(pid, uid, model, error)
+        if engine is not None:
+            engine.processes[pid] = process
+        self.table[pid] = process
 
     def shutdown(self) -> None:
         """End every live process with status ``shutdown``."""
@@ -183,7 +245,10 @@ class KernelCore:
         pools = []
         for model in self.models.models.values():
             device, total, used = model.engine.driver.memory_stats()
-            pools.append(pool_info(model.name, model.engine))
+            engine = model.engine
+            page_bytes = engine.driver.page_bytes
+            live = [p for p in engine.processes.values() if p.is_live]
+            pools.append(pool_info(model.name, engine.memory, page_bytes, live))
         return MeminfoReply(
             host_total=int(host.total),
             host_available=int(host.available),
@@ -193,18 +258,6 @@ class KernelCore:
             device_used=used,
             pools=pools,
         )
-
-
-def pool_info(name: str, engine: Engine) -> PoolInfo:
-    allocator = engine.memory.allocator
-    return PoolInfo(
-        model=name,
-        page_size=allocator.page_size,
-        page_bytes=engine.driver.page_bytes,
-        num_pages=allocator.num_pages,
-        num_free=allocator.num_free,
-        num_used=allocator.num_pages - allocator.num_free,
-    )
 
 
 def step_events(out: StepOutput) -> list[Any]:

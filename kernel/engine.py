@@ -13,21 +13,25 @@ hit a stop condition (their pages go back to the allocator).
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmos.drivers.detokenizer import IncrementalDetokenizer
+from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.drivers.loaders.registry import load_checkpoint
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
 from llmos.kernel.chat import next_turn
 from llmos.kernel.config import EngineConfig
+from llmos.kernel.fork import fork
 from llmos.kernel.memory import MemoryManager
 from llmos.kernel.process import ExitStatus, Process, ProcessState
 from llmos.kernel.prompt import Prompt, tokenize_prompt
 from llmos.kernel.scheduler import Scheduler, StepPlan
+from llmos.kernel.signals import send_signal
 from llmos.kernel.stopping import find_stop_string, held_back, length_exit, stop_token_ids
 from llmos.syscalls.errors import (
     Busy,
@@ -69,7 +73,14 @@ class Engine:
         self.driver = driver
         self.config = config
         self.tokenizer = driver.tokenizer
-        self.memory = MemoryManager(driver.num_pages, driver.page_size)
+        self.memory = MemoryManager(
+            driver.num_pages,
+            driver.page_size,
+            num_host_pages=driver.num_host_pages,
+            num_disk_pages=driver.num_disk_pages,
+            prefix_cache=config.prefix_cache,
+            salt_per_uid=config.prefix_salt_per_uid,
+        )
         self.scheduler = Scheduler(self.memory, config.max_num_seqs, config.max_num_batched_tokens)
         self.processes: dict[int, Process] = {}
         self._pids = itertools.count(1)
@@ -91,6 +102,9 @@ class Engine:
             page_size=config.page_size,
             kv_budget=config.kv_budget,
             max_model_len=config.max_model_len,
+            host_swap=config.host_swap,
+            disk_swap=config.disk_swap,
+            swap_file=swap_file_path(data_dir),
         )
         return cls(driver, config)
 
@@ -159,7 +173,30 @@ class Engine:
         self.scheduler.add(process)
         return process
 
+    def fork(
+        self, pid: int, child_pids: list[int], params: list[SamplingParams | None]
+    ) -> list[Process]:
+        """Fork ``pid`` into children that share its pages (see :mod:`llmos.kernel.fork`)."""
+        return fork(self, self._get(pid), child_pids, params)
+
+    def signal(self, pid: int, signal: str) -> Process:
+        """Send TERM, KILL, STOP or CONT to a process (see :mod:`llmos.kernel.signals`)."""
+        process = self._get(pid)
+        if process.is_live:
+            send_signal(self, process, signal)
+        return process
+
+    def adopt(self, process: Process) -> None:
+        """Enter a process built elsewhere (a fork child, a restored one) into the table."""
+        assert process.pid not in self.processes, f"pid {process.pid} in use"
+        self.processes[process.pid] = process
+        if process.state is ProcessState.READY:
+            self.scheduler.add(process)
+
     def _rewind(self, process: Process, keep: int) -> None:
+        if keep < process.num_tokens and process.swapped:
+            self.memory.release(process)  # its K/V is in swap: recompute instead
+            process.num_computed_tokens = 0
         if keep < process.num_tokens:
             del process.token_ids[keep:]
             process.num_computed_tokens = min(process.num_computed_tokens, keep)
@@ -214,6 +251,7 @@ class Engine:
     def step(self) -> list[StepOutput]:
         """Run one continuous-batching iteration; return the tokens it produced."""
         plan = self.scheduler.schedule()
+        self.move_pages(plan)
         if plan.is_empty:
             return []
         items, samplers = self._build_batch(plan)
@@ -226,7 +264,25 @@ class Engine:
         self.num_steps += 1
         for process, num in plan.scheduled:
             process.num_computed_tokens += num
+            self.memory.cache_full_pages(process)
         return [self._accept(p, t) for p, t in zip(samplers, tokens, strict=True)]
+
+    def move_pages(self, plan: StepPlan | None = None) -> None:
+        """Carry out the page copies the memory manager recorded; a process whose swapped
+        pages read back corrupt fails (status ``error``), and no other."""
+        moves = self.memory.take_moves()
+        if not moves:
+            return
+        corrupt = set(self.driver.move_pages(moves))
+        for pid in corrupt:
+            process = self.processes[pid]
+            self._retire(process, ExitStatus.ERROR, "its swapped KV pages failed their checksum")
+        if plan is not None and corrupt:
+            plan.scheduled = [(p, n) for p, n in plan.scheduled if p.pid not in corrupt]
+
+    def close(self) -> None:
+        """Release what the driver holds outside the process (its swap file)."""
+        self.driver.close()
 
     def _build_batch(self, plan: StepPlan) -> tuple[list[BatchItem], list[Process]]:
         items: list[BatchItem] = []
@@ -311,6 +367,15 @@ class Engine:
             exit_status=process.exit_status,
             stats={"num_preemptions": process.num_preemptions},
         )
+
+
+def swap_file_path(data_dir: Path | None) -> Path:
+    """A swap file for one engine of this kernel, under the data dir."""
+    folder = resolve_data_dir(data_dir) / "swap"
+    return folder / f"{os.getpid()}-{next(_SWAP_FILES)}.swap"
+
+
+_SWAP_FILES = itertools.count(1)
 
 
 def _history(prompt: Prompt) -> list[dict[str, str]]:

@@ -53,7 +53,10 @@ class Process:
     is_chat: bool = False
     messages: list[dict[str, str]] = field(default_factory=list)
     state: ProcessState = ProcessState.READY
+    resume_state: ProcessState = ProcessState.READY
     block_table: list[int] = field(default_factory=list)
+    swapped: dict[int, tuple[Any, int]] = field(default_factory=dict)  # page -> (tier, frame)
+    cached_prefix: list[Any] = field(default_factory=list)  # prefix-cache entries of pages 0..
     num_computed_tokens: int = 0
     exit_status: ExitStatus | None = None
     error: str | None = None
@@ -62,6 +65,9 @@ class Process:
     num_preemptions: int = 0
     num_prefill_tokens: int = 0
     num_sampled: int = 0  # tokens the model generated, over all turns
+    num_cached_tokens: int = 0  # prompt tokens served by the prefix cache
+    num_page_ins: int = 0
+    num_page_outs: int = 0
     num_turns: int = 1
     turn_start: int = -1
     created_at: float = field(default_factory=time.time)
@@ -100,6 +106,10 @@ class Process:
         return self.state is ProcessState.ZOMBIE
 
     @property
+    def is_runnable(self) -> bool:
+        return self.state is ProcessState.READY
+
+    @property
     def is_live(self) -> bool:
         return self.state is not ProcessState.ZOMBIE
 
@@ -124,6 +134,25 @@ class Process:
         self.num_streamed_chars = 0
         self.detokenizer = detokenizer
         self.state = ProcessState.READY
+
+    def preempt(self) -> None:
+        """Back to the ready queue (preempted); its pages were swapped out and come back."""
+        assert self.state is ProcessState.RUNNING
+        self.state = ProcessState.READY
+        self.num_preemptions += 1
+
+    def stop(self) -> None:
+        """Suspend (SIGSTOP); :meth:`cont` returns to where it was."""
+        assert self.state in (ProcessState.READY, ProcessState.RUNNING, ProcessState.WAITING)
+        self.resume_state = (
+            ProcessState.WAITING if self.state is ProcessState.WAITING else ProcessState.READY
+        )
+        self.state = ProcessState.STOPPED
+
+    def cont(self) -> None:
+        """Resume a stopped process (SIGCONT): runnable again, or waiting for input."""
+        assert self.state is ProcessState.STOPPED
+        self.state = self.resume_state
 
     def requeue(self) -> None:
         """Back to the ready queue (preempted); its K/V is gone and will be recomputed."""

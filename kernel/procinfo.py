@@ -25,6 +25,10 @@ def proc_info(process: Process) -> ProcInfo:
         num_pages=len(process.block_table),
         num_preemptions=process.num_preemptions,
         num_turns=process.num_turns,
+        num_cached_tokens=process.num_cached_tokens,
+        num_page_ins=process.num_page_ins,
+        num_page_outs=process.num_page_outs,
+        num_swapped=len(process.swapped),
         exit_status=None if process.exit_status is None else process.exit_status.value,
         error=process.error,
     )

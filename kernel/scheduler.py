@@ -3,8 +3,10 @@
 First come, first served for now. Running processes go first (decodes and
 unfinished prefills), then waiting ones are admitted while the token budget,
 the batch limit and free pages allow. When a running process cannot grow,
-the most recently admitted running process is preempted (its pages freed,
-its K/V recomputed later).
+the most recently admitted running process is preempted: its pages go to
+swap (host, else disk) and come back before it runs again, or, when swap is
+full, they are freed and its K/V is recomputed later. A new process first
+maps whatever its prompt shares with the prefix cache.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class Scheduler:
             self.waiting.remove(process)
         self.memory.release(process)
 
+    def suspend(self, process: Process) -> None:
+        """Take a process out of the queues (SIGSTOP); its pages stay where they are."""
+        if process in self.running:
+            self.running.remove(process)
+        elif process in self.waiting:
+            self.waiting.remove(process)
+
     def park(self, process: Process) -> None:
         """Take a running process out of the running set, keeping its pages."""
         self.running.remove(process)
@@ -91,6 +100,7 @@ class Scheduler:
     def _admit_waiting(self, plan: StepPlan, budget: int) -> None:
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             process = self.waiting[0]
+            self.memory.match_prefix(process)
             num = min(process.num_pending, budget)
             if not self.memory.can_grow(process, num):
                 break
@@ -102,9 +112,14 @@ class Scheduler:
             budget -= num
 
     def _preempt(self, victim: Process, plan: StepPlan) -> None:
+        """Page the victim out to swap if there is room, else drop its K/V for recompute."""
         self.running.remove(victim)
-        self.memory.release(victim)
-        victim.requeue()
+        if self.memory.can_page_out(victim):
+            self.memory.page_out(victim)
+            victim.preempt()
+        else:
+            self.memory.release(victim)
+            victim.requeue()
         self.waiting.appendleft(victim)
         plan.preempted.append(victim)
         plan.scheduled = [(p, n) for p, n in plan.scheduled if p is not victim]

@@ -27,6 +27,7 @@ from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.loader import ModelLoader
 from llmos.kernel.peercred import Credentials, peer_uid
 from llmos.kernel.pidfile import PidFile
+from llmos.kernel.resume import restore_hibernated
 from llmos.kernel.settings import KernelSettings
 from llmos.kernel.syscall_table import SyscallTable
 from llmos.syscalls.errors import InvalidArgument
@@ -47,6 +48,7 @@ class KernelServer:
         self.pidfile = PidFile(pidfile_path(settings.socket), settings.socket)
         self.connections: set[Connection] = set()
         self.should_exit = asyncio.Event()
+        self.hibernate_all = settings.hibernate
         self.server: asyncio.AbstractServer | None = None
         self.engine_thread: EngineThread | None = None
 
@@ -68,14 +70,16 @@ class KernelServer:
             self.pidfile.release()
             log.info("kernel stopped")
 
-    def request_shutdown(self) -> None:
+    def request_shutdown(self, hibernate: bool | None = None) -> None:
         """Ask the kernel to stop (signal handlers and the syscall only set this flag)."""
+        if hibernate is not None:
+            self.hibernate_all = hibernate
         self.should_exit.set()
 
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         channels = ChannelTable(self.settings.stream_buffer)
-        core = KernelCore(zombie_ttl=self.settings.zombie_ttl)
+        core = KernelCore(zombie_ttl=self.settings.zombie_ttl, data_dir=self.settings.data_dir)
 
         def publish(batch: list[Any]) -> None:
             loop.call_soon_threadsafe(channels.publish, batch)
@@ -91,6 +95,7 @@ class KernelServer:
         )
         for name in self.settings.models:
             await loader.ensure(name, keep_alive=PINNED)
+        restored = await restore_hibernated(self.engine_thread, loader, core.data_dir)
         self.syscalls = SyscallTable(
             self.engine_thread,
             channels,
@@ -98,6 +103,7 @@ class KernelServer:
             sched=self.settings.sched,
             on_shutdown=self.request_shutdown,
         )
+        self.syscalls.skip_pids(restored)
         sock = bind_socket(self.settings.socket, self.settings.socket_group)
         self.server = await asyncio.start_unix_server(self.on_connect, sock=sock)
 
@@ -115,7 +121,7 @@ class KernelServer:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(signum, self.request_shutdown)
+                loop.add_signal_handler(signum, self.should_exit.set)
 
     async def shutdown(self) -> None:
         log.info("shutting down")
@@ -123,7 +129,11 @@ class KernelServer:
         if self.server is not None:  # 1. stop accepting
             self.server.close()
         assert self.engine_thread is not None
-        await self.engine_thread.call(self.engine_thread.core.shutdown)  # 2. end processes
+        core = self.engine_thread.core
+        count = await self.engine_thread.call(core.hibernate, self.hibernate_all)  # 2.
+        if count:
+            log.info("hibernated %d processes to %s", count, core.data_dir)
+        await self.engine_thread.call(core.shutdown)  # 2. end the other processes
         await self.drain_streams(timeout / 2)  # 3. let streams say so
         for connection in list(self.connections):  # 4. hang up
             await connection.close()

@@ -40,6 +40,10 @@ class KernelSettings(BaseSettings):
     max_model_len: int | None = Field(None, ge=2)
     max_num_seqs: int = Field(64, ge=1)
     max_num_batched_tokens: int = Field(512, ge=1)
+    host_swap: float | int = Field(0.1, description="host swap: bytes or a fraction of free RAM")
+    disk_swap: int = Field(1 << 30, ge=0, description="disk swap file size in bytes")
+    prefix_cache: bool = True
+    prefix_salt_per_uid: bool = False
     sched: str = "fcfs"
     keep_alive: float = Field(300.0, description="seconds a model stays loaded after last use")
     zombie_ttl: float = Field(
@@ -48,6 +52,7 @@ class KernelSettings(BaseSettings):
     max_frame: int = Field(DEFAULT_MAX_FRAME, ge=1024)
     stream_buffer: int = Field(4096, ge=16, description="events a slow subscriber may lag")
     shutdown_timeout: float = Field(10.0, gt=0)
+    hibernate: bool = Field(False, description="on SIGTERM, hibernate running processes too")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
@@ -76,4 +81,8 @@ class KernelSettings(BaseSettings):
             max_model_len=self.max_model_len,
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
+            host_swap=self.host_swap,
+            disk_swap=self.disk_swap,
+            prefix_cache=self.prefix_cache,
+            prefix_salt_per_uid=self.prefix_salt_per_uid,
         )

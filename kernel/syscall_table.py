@@ -27,6 +27,7 @@ from llmos.syscalls.errors import (
 )
 from llmos.syscalls.protocol import PROTOCOL_VERSION
 from llmos.syscalls.replies import (
+    Forked,
     HelloReply,
     Loaded,
     MeminfoReply,
@@ -40,6 +41,7 @@ from llmos.syscalls.replies import (
     Waited,
 )
 from llmos.syscalls.requests import (
+    Fork,
     Hello,
     Kill,
     Load,
@@ -80,7 +82,7 @@ class SyscallTable:
         loader: ModelLoader,
         *,
         sched: str,
-        on_shutdown: Callable[[], None],
+        on_shutdown: Callable[[bool], None],
     ) -> None:
         self.engine = engine_thread
         self.core: KernelCore = engine_thread.core
@@ -90,6 +92,11 @@ class SyscallTable:
         self.on_shutdown = on_shutdown
         self.started_at = time.monotonic()
         self._pids = itertools.count(1)
+
+    def skip_pids(self, used: list[int]) -> None:
+        """Start numbering after pids already taken (restored processes keep theirs)."""
+        if used:
+            self._pids = itertools.count(max(used) + 1)
 
     def hello(self, uid: int, request: Hello) -> HelloReply:
         """Check the protocol version."""
@@ -129,13 +136,18 @@ class SyscallTable:
             case Kill(pid=pid, signal=signal):
                 await self.engine.call(self.core.kill, uid, pid, signal)
                 return Ok()
+            case Fork(pid=pid, n=n):
+                child_pids = [next(self._pids) for _ in range(max(0, min(n, 64)))]
+                pids = await self.engine.call(self.core.fork, uid, pid, child_pids, request)
+                return Forked(pids=pids)
             case Ps(all=everyone):
                 return PsReply(procs=await self.engine.call(self.core.ps, uid, everyone))
-            case Proc(pid=pid):
-                return ProcReply(proc=await self.engine.call(self.core.proc, pid))
-            case Meminfo():
-                reply: MeminfoReply = await self.engine.call(self.core.meminfo)
+            case Proc(pid=pid, pages=pages):
+                reply: ProcReply = await self.engine.call(self.core.proc, pid, pages)
                 return reply
+            case Meminfo():
+                memory: MeminfoReply = await self.engine.call(self.core.meminfo)
+                return memory
             case Sysinfo():
                 return self.sysinfo()
             case Models():
@@ -145,8 +157,8 @@ class SyscallTable:
             case Unload(model=model):
                 await self.engine.call(self.core.unload, self.loader.resolve(model))
                 return Ok()
-            case Shutdown():
-                return self.shutdown(uid)
+            case Shutdown(hibernate=hibernate):
+                return self.shutdown(uid, hibernate)
         raise NotImplementedSyscall(f"no handler for {type(request).__name__}")
 
     async def spawn(self, uid: int, request: Spawn) -> Result:
@@ -188,9 +200,9 @@ class SyscallTable:
             except TimeoutError:
                 raise TimedOut(f"process {pid} still runs after {timeout} s") from None
 
-    def shutdown(self, uid: int) -> Ok:
+    def shutdown(self, uid: int, hibernate: bool) -> Ok:
         """Only the kernel's owner or root may stop it."""
         if uid not in (ROOT, os.getuid()):
             raise PermissionDenied("only the kernel's owner or root may shut it down")
-        self.on_shutdown()
+        self.on_shutdown(hibernate)
         return Ok()

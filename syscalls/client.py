@@ -42,12 +42,14 @@ from llmos.syscalls.framing import DEFAULT_MAX_FRAME, FramingError, frame, recv_
 from llmos.syscalls.paths import default_socket_path
 from llmos.syscalls.protocol import encode
 from llmos.syscalls.replies import (
+    Forked,
     HelloReply,
     Loaded,
     MeminfoReply,
     ModelInfo,
     ModelsReply,
     Ok,
+    PageEntry,
     ProcInfo,
     ProcReply,
     PsReply,
@@ -57,6 +59,7 @@ from llmos.syscalls.replies import (
     Waited,
 )
 from llmos.syscalls.requests import (
+    Fork,
     Kill,
     Load,
     Meminfo,
@@ -267,6 +270,22 @@ class Client:
     def proc(self, pid: int) -> ProcInfo:
         """Everything the kernel knows about one process."""
         return expect(self.call(Proc(pid=pid)), ProcReply).proc
+
+    def page_map(self, pid: int) -> list[PageEntry]:
+        """Where each page of a process lives: tier, frame, tokens, sharing."""
+        return expect(self.call(Proc(pid=pid, pages=True)), ProcReply).pages
+
+    def fork(
+        self,
+        pid: int,
+        n: int = 1,
+        *,
+        params: SamplingParams | None = None,
+        seeds: list[int] | None = None,
+    ) -> list[int]:
+        """Fork ``pid`` into ``n`` children sharing its pages; their pids."""
+        request = Fork(pid=pid, n=n, params=params, seeds=seeds)
+        return expect(self.call(request), Forked).pids
 
     def meminfo(self) -> MeminfoReply:
         """Host and device memory, and each model's KV pool."""

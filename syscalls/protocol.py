@@ -19,6 +19,7 @@ from llmos.syscalls.errors import (
 from llmos.syscalls.events import ExitEvent, TokenEvent, WaitingEvent
 from llmos.syscalls.replies import (
     Error,
+    Forked,
     HelloReply,
     Loaded,
     MeminfoReply,
@@ -41,6 +42,7 @@ REPLY_TYPES: tuple[type[Reply], ...] = (
     Ok,
     HelloReply,
     Spawned,
+    Forked,
     ProcReply,
     PsReply,
     Waited,

@@ -55,14 +55,36 @@ class ProcInfo(msgspec.Struct, kw_only=True):
     num_pages: int = 0
     num_preemptions: int = 0
     num_turns: int = 1
+    num_cached_tokens: int = 0
+    num_page_ins: int = 0
+    num_page_outs: int = 0
+    num_swapped: int = 0
     exit_status: str | None = None
     error: str | None = None
 
 
+class PageEntry(msgspec.Struct, kw_only=True):
+    """One logical page of a process: where it lives and who shares it."""
+
+    index: int
+    tier: str
+    frame: int
+    num_tokens: int
+    refcount: int = 1
+    is_cached: bool = False
+
+
 class ProcReply(Reply, tag="proc"):
-    """``proc`` of one process."""
+    """``proc`` of one process (with its page map when asked)."""
 
     proc: ProcInfo
+    pages: list[PageEntry] = msgspec.field(default_factory=list)
+
+
+class Forked(Reply, tag="forked"):
+    """The pids of the children."""
+
+    pids: list[int]
 
 
 class PsReply(Reply, tag="ps"):
@@ -79,8 +101,24 @@ class Waited(Reply, tag="waited"):
     token_ids: list[int]
 
 
+class TierInfo(msgspec.Struct, kw_only=True):
+    """One memory tier of a model's KV cache, in pages."""
+
+    tier: str
+    num_pages: int
+    num_free: int
+    num_used: int
+    num_cached: int = 0
+    num_shared: int = 0
+
+
 class PoolInfo(msgspec.Struct, kw_only=True):
-    """One model's KV pool, in pages."""
+    """One model's KV pages: the device pool (``num_*``), every tier, and counters.
+
+    ``num_free`` counts pages free now or held only by the prefix cache
+    (evictable). ``fragmentation`` is the share of reserved token slots that
+    hold no token yet.
+    """
 
     model: str
     page_size: int
@@ -88,6 +126,13 @@ class PoolInfo(msgspec.Struct, kw_only=True):
     num_pages: int
     num_free: int
     num_used: int
+    tiers: list[TierInfo] = msgspec.field(default_factory=list)
+    num_page_ins: int = 0
+    num_page_outs: int = 0
+    num_prefix_hits: int = 0
+    num_prefix_misses: int = 0
+    prefix_hit_rate: float = 0.0
+    fragmentation: float = 0.0
 
 
 class MeminfoReply(Reply, tag="meminfo"):

@@ -89,6 +89,20 @@ class Kill(Request, tag="kill"):
     signal: Signal = "TERM"
 
 
+class Fork(Request, tag="fork"):
+    """Fork a process into ``n`` children that share its KV pages (copy-on-write).
+
+    Children continue from the parent's current token; ``params`` replaces
+    their sampling parameters and ``seeds`` gives each child its own seed.
+    Without either, a child draws the same random stream the parent would.
+    """
+
+    pid: int
+    n: int = 1
+    params: SamplingParams | None = None
+    seeds: list[int] | None = None
+
+
 class Ps(Request, tag="ps"):
     """List processes: the caller's, or everyone's with ``all``."""
 
@@ -96,13 +110,14 @@ class Ps(Request, tag="ps"):
 
 
 class Proc(Request, tag="proc"):
-    """Everything the kernel knows about one process."""
+    """Everything the kernel knows about one process; ``pages`` adds its page map."""
 
     pid: int
+    pages: bool = False
 
 
 class Meminfo(Request, tag="meminfo"):
-    """Host RAM, device memory and each model's KV pool."""
+    """Host RAM, device memory and each model's KV pages, per tier."""
 
 
 class Sysinfo(Request, tag="sysinfo"):
@@ -127,7 +142,11 @@ class Unload(Request, tag="unload"):
 
 
 class Shutdown(Request, tag="shutdown"):
-    """Stop the kernel: running processes end with status ``shutdown``. Owner or root."""
+    """Stop the kernel (owner or root). Running processes end with status ``shutdown``,
+    or with ``hibernate`` are written to disk and resume in the next kernel; stopped
+    processes are always hibernated."""
+
+    hibernate: bool = False
 
 
 REQUEST_TYPES: tuple[type[Request], ...] = (
@@ -137,6 +156,7 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     Write,
     Wait,
     Kill,
+    Fork,
     Ps,
     Proc,
     Meminfo,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import psutil
 import torch
@@ -11,10 +12,12 @@ from llmos.drivers.loaders.checkpoint import Checkpoint
 from llmos.drivers.sampling import SamplerState, sample
 from llmos.drivers.tokenizer import Tokenizer
 from llmos.drivers.torch.batch import BatchItem, PoolLayout, prepare
-from llmos.drivers.torch.kv_pool import allocate_pool, page_bytes
+from llmos.drivers.torch.kv_pool import allocate_pool, budget_bytes, page_bytes
+from llmos.drivers.torch.swap_space import SwapSpace
 from llmos.drivers.torch.weights import build_model
 from llmos.syscalls.errors import InvalidArgument
 from llmos.syscalls.sampling import SamplingParams
+from llmos.syscalls.tiers import Move, Tier
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -41,6 +44,9 @@ class TorchDriver:
         page_size: int = 16,
         kv_budget: float | int = 0.2,
         max_model_len: int | None = None,
+        host_swap: float | int = 0,
+        disk_swap: int = 0,
+        swap_file: Path | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.dtype = parse_dtype(dtype)
@@ -58,6 +64,13 @@ class TorchDriver:
         )
         self.kv_cache = allocate_pool(self.config, page_size, kv_budget, self.dtype, self.device)
         self.num_pages = self.kv_cache.shape[3] // page_size
+        self.swap = SwapSpace(
+            self.kv_cache,
+            page_size,
+            budget_bytes(host_swap, torch.device("cpu")) // self.page_bytes if host_swap else 0,
+            disk_swap // self.page_bytes,
+            swap_file,
+        )
         self.layout = PoolLayout(
             page_size=page_size,
             num_pages=self.num_pages,
@@ -83,9 +96,49 @@ class TorchDriver:
         memory = psutil.virtual_memory()
         return "cpu", int(memory.total), int(memory.total - memory.available)
 
+    @property
+    def num_host_pages(self) -> int:
+        """Pages the host swap tier holds."""
+        return int(self.swap.host.shape[0])
+
+    @property
+    def num_disk_pages(self) -> int:
+        """Pages the disk swap tier holds."""
+        return 0 if self.swap.disk is None else int(self.swap.disk.shape[0])
+
+    def move_pages(self, moves: list[Move]) -> list[int]:
+        """Copy pages between the device pool, host swap and disk swap, in order;
+        return the pids whose pages read back corrupt from disk."""
+        return self.swap.move(moves)
+
+    def export_pages(self, locations: list[tuple[Tier, int]]) -> list[bytes]:
+        """The raw bytes of each page at ``(tier, frame)``, in order (hibernation)."""
+        pages = []
+        for tier, frame in locations:
+            row = self.swap.read(tier, [frame]).to("cpu").contiguous()
+            pages.append(row.view(torch.uint8).numpy().tobytes())
+        return pages
+
+    def import_pages(self, tier: Tier, frames: list[int], pages: list[bytes]) -> None:
+        """Write raw page bytes (from :meth:`export_pages`) into ``frames`` of ``tier``."""
+        data = bytearray(b"".join(pages))  # writable: torch warns on read-only buffers
+        raw = torch.frombuffer(data, dtype=torch.uint8).view(len(frames), self.swap.page_bytes)
+        rows = raw.view(self.dtype).view(len(frames), self.swap.page_numel)
+        self.swap.write(tier, frames, rows)
+
+    def close(self) -> None:
+        """Let go of the swap file (the model's memory goes with the driver)."""
+        self.swap.close()
+
     def new_sampler_state(self, params: SamplingParams) -> SamplerState:
         """Per-process sampling state (its seeded generator)."""
         return SamplerState(params.seed)
+
+    def copy_sampler_state(self, state: SamplerState) -> SamplerState:
+        """A twin of ``state`` that draws the same numbers from here on (fork)."""
+        twin = SamplerState(state.seed)
+        twin.set_state(state.get_state())
+        return twin
 
     @torch.inference_mode()
     def execute(

@@ -1,0 +1,232 @@
+"""Hibernation: processes written to disk with their pages, restored by the next kernel.
+
+One file per process, ``<data dir>/hibernate/<pid>.kv``: an 8-byte length, a
+msgpack :class:`Image` (the PCB, the sampling state, one CRC-32 per page),
+then the pages' raw bytes. Files are written to a temporary name, synced and
+renamed, so a crash leaves either the old file or the new one, never half
+of one. A page whose checksum fails fails that process (status ``error``),
+not the kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from llmos.drivers.detokenizer import IncrementalDetokenizer
+from llmos.kernel.memory import NOT_RESIDENT
+from llmos.kernel.pages import pages_for
+from llmos.kernel.process import ExitStatus, Process, ProcessState
+from llmos.kernel.stopping import stop_token_ids
+from llmos.syscalls.errors import LlmosError, OutOfMemory
+from llmos.syscalls.sampling import SamplingParams
+from llmos.syscalls.tiers import Tier
+
+if TYPE_CHECKING:
+    from llmos.kernel.engine import Engine
+
+log = logging.getLogger("llmos.kernel")
+LENGTH = struct.Struct(">Q")
+FORMAT = 1
+
+
+class CorruptImage(LlmosError):
+    """A hibernation file is truncated, unreadable or fails a checksum."""
+
+    code = "EIO"
+
+
+class Image(msgspec.Struct, kw_only=True):
+    """Everything needed to bring a process back, except its pages' bytes."""
+
+    format: int = FORMAT
+    pid: int
+    ppid: int
+    uid: int
+    nice: int
+    model: str
+    state: str
+    resume_state: str
+    is_chat: bool
+    messages: list[dict[str, str]]
+    params: SamplingParams
+    token_ids: list[int]
+    num_prompt_tokens: int
+    num_computed_tokens: int
+    turn_start: int
+    num_turns: int
+    text: str
+    num_streamed_chars: int
+    num_sampled: int
+    num_prefill_tokens: int
+    created_at: float
+    seed: int
+    sampler_state: bytes
+    page_size: int
+    page_bytes: int
+    checksums: list[int]
+
+
+def image_dir(data_dir: Path) -> Path:
+    return data_dir / "hibernate"
+
+
+def image_path(data_dir: Path, pid: int) -> Path:
+    return image_dir(data_dir) / f"{pid}.kv"
+
+
+def hibernate(engine: Engine, process: Process, data_dir: Path) -> Path:
+    """Write ``process`` and its computed pages to disk (atomically); return the file."""
+    num_pages = pages_for(process.num_computed_tokens, engine.memory.page_size)
+    locations = [location(process, index) for index in range(num_pages)]
+    pages = engine.driver.export_pages(locations)
+    image = image_of(engine, process, [zlib.crc32(page) for page in pages])
+    header = msgspec.msgpack.encode(image)
+    path = image_path(data_dir, process.pid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(LENGTH.pack(len(header)) + header)
+        for page in pages:
+            handle.write(page)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def location(process: Process, index: int) -> tuple[Tier, int]:
+    frame = process.block_table[index]
+    return (Tier.DEVICE, frame) if frame != NOT_RESIDENT else process.swapped[index]
+
+
+def image_of(engine: Engine, process: Process, checksums: list[int]) -> Image:
+    sampler = process.sampler_state
+    return Image(
+        pid=process.pid,
+        ppid=process.ppid,
+        uid=process.uid,
+        nice=process.nice,
+        model=process.model,
+        state=process.state.value,
+        resume_state=process.resume_state.value,
+        is_chat=process.is_chat,
+        messages=process.messages,
+        params=process.params,
+        token_ids=process.token_ids,
+        num_prompt_tokens=process.num_prompt_tokens,
+        num_computed_tokens=process.num_computed_tokens,
+        turn_start=process.turn_start,
+        num_turns=process.num_turns,
+        text=process.text,
+        num_streamed_chars=process.num_streamed_chars,
+        num_sampled=process.num_sampled,
+        num_prefill_tokens=process.num_prefill_tokens,
+        created_at=process.created_at,
+        seed=sampler.seed,
+        sampler_state=sampler.get_state(),
+        page_size=engine.memory.page_size,
+        page_bytes=engine.driver.page_bytes,
+        checksums=checksums,
+    )
+
+
+def read_image(path: Path) -> tuple[Image, list[bytes]]:
+    """The image and the pages of a hibernation file; CorruptImage if it does not add up."""
+    try:
+        data = path.read_bytes()
+        (length,) = LENGTH.unpack_from(data)
+        image = msgspec.msgpack.decode(data[LENGTH.size : LENGTH.size + length], type=Image)
+    except (OSError, struct.error, msgspec.MsgspecError) as exc:
+        raise CorruptImage(f"{path}: unreadable hibernation file: {exc}") from exc
+    start, size = LENGTH.size + length, image.page_bytes
+    pages = [data[start + i * size : start + (i + 1) * size] for i in range(len(image.checksums))]
+    bad = [
+        i
+        for i, (page, crc) in enumerate(zip(pages, image.checksums, strict=True))
+        if len(page) != size or zlib.crc32(page) != crc
+    ]
+    if bad:
+        raise CorruptImage(f"{path}: pages {bad} fail their checksum (process {image.pid})")
+    return image, pages
+
+
+def restore(engine: Engine, image: Image, pages: list[bytes]) -> Process:
+    """Bring a hibernated process back with its pages in swap (paged in when it runs)."""
+    if image.page_bytes != engine.driver.page_bytes or image.page_size != engine.memory.page_size:
+        raise CorruptImage(
+            f"process {image.pid} was hibernated with another page layout "
+            f"({image.page_size} tokens, {image.page_bytes} bytes a page)"
+        )
+    process = process_of(engine, image)
+    place_pages(engine, process, pages)
+    engine.adopt(process)
+    return process
+
+
+def process_of(engine: Engine, image: Image) -> Process:
+    driver = engine.driver
+    sampler = driver.new_sampler_state(msgspec.structs.replace(image.params, seed=image.seed))
+    sampler.set_state(image.sampler_state)
+    state = ProcessState(image.state)
+    return Process(
+        pid=image.pid,
+        params=image.params,
+        token_ids=list(image.token_ids),
+        num_prompt_tokens=image.num_prompt_tokens,
+        sampler_state=sampler,
+        detokenizer=IncrementalDetokenizer(engine.tokenizer, context_ids=image.token_ids),
+        stop_ids=stop_token_ids(image.params, engine.tokenizer.eos_token_ids),
+        uid=image.uid,
+        ppid=image.ppid,
+        nice=image.nice,
+        model=image.model,
+        is_chat=image.is_chat,
+        messages=image.messages,
+        state=ProcessState.READY if state is ProcessState.RUNNING else state,
+        resume_state=ProcessState(image.resume_state),
+        num_computed_tokens=image.num_computed_tokens,
+        text=image.text,
+        num_streamed_chars=image.num_streamed_chars,
+        num_sampled=image.num_sampled,
+        num_prefill_tokens=image.num_prefill_tokens,
+        num_turns=image.num_turns,
+        turn_start=image.turn_start,
+        created_at=image.created_at,
+    )
+
+
+def place_pages(engine: Engine, process: Process, pages: list[bytes]) -> None:
+    memory = engine.memory
+    tier = memory.swap_tier_for(len(pages))
+    if pages and tier is None:
+        raise OutOfMemory(f"no swap room for the {len(pages)} pages of process {process.pid}")
+    if not pages:
+        return
+    assert tier is not None
+    frames = memory.tiers[tier].allocate(len(pages))
+    engine.driver.import_pages(tier, frames, pages)
+    process.block_table = [NOT_RESIDENT] * len(pages)
+    process.swapped = {index: (tier, frame) for index, frame in enumerate(frames)}
+
+
+def failed_process(pid: int, uid: int, model: str, error: str) -> Process:
+    """A zombie standing for a process that could not be restored, so its owner learns why."""
+    process = Process(
+        pid=pid,
+        params=SamplingParams(),
+        token_ids=[],
+        num_prompt_tokens=0,
+        sampler_state=None,
+        detokenizer=None,
+        uid=uid,
+        model=model,
+    )
+    process.exit(ExitStatus.ERROR, error)
+    return process
