@@ -322,10 +322,11 @@ class AsyncClient:
         """Unload a model no live process uses."""
         expect(await self.call(Unload(model=model)), Ok)
 
-    async def shutdown(self) -> None:
-        """Stop the kernel; a connection that closes before the reply counts as done."""
+    async def shutdown(self, hibernate: bool = False) -> None:
+        """Stop the kernel (``hibernate``: running processes too are saved to disk and
+        resume in the next kernel); a connection that closes before the reply counts as done."""
         try:
-            expect(await self.call(Shutdown()), Ok)
+            expect(await self.call(Shutdown(hibernate=hibernate)), Ok)
         except Interrupted:
             if not self._router.is_closed:
                 raise

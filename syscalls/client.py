@@ -307,10 +307,11 @@ class Client:
         """Unload a model no live process uses."""
         expect(self.call(Unload(model=model)), Ok)
 
-    def shutdown(self) -> None:
-        """Stop the kernel; a connection that closes before the reply counts as done."""
+    def shutdown(self, hibernate: bool = False) -> None:
+        """Stop the kernel (``hibernate``: running processes too are saved to disk and
+        resume in the next kernel); a connection that closes before the reply counts as done."""
         try:
-            expect(self.call(Shutdown()), Ok)
+            expect(self.call(Shutdown(hibernate=hibernate)), Ok)
         except Interrupted:
             if not self._router.is_closed:
                 raise

@@ -153,19 +153,26 @@ def report_up(
     show_default=True,
     help="Seconds to wait for the kernel to exit.",
 )
+@click.option(
+    "--hibernate",
+    is_flag=True,
+    help="Save running processes to disk too; the next `up` resumes them.",
+)
 @json_option
 @pass_shell
-def down(shell: Shell, timeout: float, as_json: bool) -> None:
+def down(shell: Shell, timeout: float, hibernate: bool, as_json: bool) -> None:
     """Stop the kernel: running processes end with status `shutdown`.
 
-    Waits until the kernel has exited. With no kernel running, says so and
-    exits 0.
+    Stopped processes (`kill -s STOP`) are always saved to disk with their
+    KV pages, and with --hibernate running ones too; the next `up` brings
+    them back with the same pids. Waits until the kernel has exited. With
+    no kernel running, says so and exits 0.
     """
     info = launch.probe(shell.socket_path)
     if info is None:
         report_down(shell, None, as_json)
         return
-    launch.request_shutdown(shell.socket_path)
+    launch.request_shutdown(shell.socket_path, hibernate=hibernate)
     if not launch.wait_until_down(shell.socket_path, info.kernel_pid, timeout):
         echo_error(f"kernel {info.kernel_pid} is still running after {timeout:g} s")
         raise SystemExit(EXIT_FAILURE)

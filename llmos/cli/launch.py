@@ -131,11 +131,11 @@ def log_tail(log_file: Path, offset: int = 0, num_lines: int = 20) -> str:
     return "\n".join(lines[-num_lines:])
 
 
-def request_shutdown(socket_path: Path) -> None:
+def request_shutdown(socket_path: Path, hibernate: bool = False) -> None:
     """Send ``shutdown``; a connection the kernel drops while stopping counts as sent."""
     try:
         with Client(socket_path, timeout=PROBE_TIMEOUT, name="llmosctl") as client:
-            client.shutdown()
+            client.shutdown(hibernate=hibernate)
     except LlmosError as error:
         if error.code not in SHUTDOWN_HANGUPS:
             raise

@@ -7,6 +7,7 @@ import click
 from llmos.cli.app import EXIT_FAILURE, Shell, echo_error, echo_json, json_option, pass_shell
 from llmos.cli.render import console, key_value_text, proc_rows, ps_table
 from llmos.cli.streaming import SUCCESS_STATUSES
+from llmos.cli.vm import page_map_table
 from llmos.syscalls.client import Client
 from llmos.syscalls.errors import LlmosError
 from llmos.syscalls.replies import Waited
@@ -33,17 +34,26 @@ def ps(shell: Shell, show_all: bool, as_json: bool) -> None:
 
 
 @click.command()
+@click.option("--pages", is_flag=True, help="Also the page map: where each KV page lives.")
 @json_option
 @click.argument("pid", type=int)
 @pass_shell
-def proc(shell: Shell, pid: int, as_json: bool) -> None:
-    """Show everything the kernel knows about process PID."""
+def proc(shell: Shell, pid: int, pages: bool, as_json: bool) -> None:
+    """Show everything the kernel knows about process PID.
+
+    With --pages, its page map: each logical page's tier (device, host,
+    disk), frame, tokens, reference count (shared by fork or the prefix
+    cache) and whether the prefix cache holds it.
+    """
     with shell.connect() as client:
         info = client.proc(pid)
+        page_entries = client.page_map(pid) if pages else []
     if as_json:
-        echo_json(info)
-    else:
-        click.echo(key_value_text(proc_rows(info)))
+        echo_json({"proc": info, "pages": page_entries} if pages else info)
+        return
+    click.echo(key_value_text(proc_rows(info)))
+    if pages:
+        console().print(page_map_table(page_entries))
 
 
 def waited_status(waited: Waited) -> str:

@@ -17,16 +17,23 @@ from llmos.cli.render import (
     pools_table,
     sysinfo_rows,
 )
+from llmos.cli.vm import counters_table, tiers_table
 
 
 @click.command()
+@click.option(
+    "--pages", is_flag=True, help="Also pages per tier, paging and prefix-cache counters."
+)
 @json_option
 @pass_shell
-def mem(shell: Shell, as_json: bool) -> None:
+def mem(shell: Shell, pages: bool, as_json: bool) -> None:
     """Show host, kernel, device and KV pool memory.
 
     Pool sizes are in pages of PAGE SIZE tokens; a page holds PAGE BYTES of
-    keys and values across all layers.
+    keys and values across all layers. FREE counts pages only the prefix
+    cache holds (they are evicted on demand). With --pages: every tier
+    (device, host swap, disk swap), page-ins/outs, the prefix-cache hit rate
+    and internal fragmentation (reserved slots holding no token).
     """
     with shell.connect() as client:
         info = client.meminfo()
@@ -37,6 +44,11 @@ def mem(shell: Shell, as_json: bool) -> None:
     click.echo(key_value_text(memory_rows(info)))
     out.print()
     out.print(pools_table(info.pools))
+    if pages:
+        out.print()
+        out.print(tiers_table(info.pools))
+        out.print()
+        out.print(counters_table(info.pools))
 
 
 @click.command()
