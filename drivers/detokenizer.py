@@ -45,6 +45,15 @@ class IncrementalDetokenizer:
         self._prefix_offset = 0  # start of the decode window
         self._read_offset = len(self._ids)  # ids before this have been emitted
 
+    def get_state(self) -> tuple[list[int], int, int]:
+        """The window of ids and its two offsets, to store with a hibernated process."""
+        return list(self._ids), self._prefix_offset, self._read_offset
+
+    def set_state(self, state: tuple[list[int], int, int]) -> None:
+        """Restore :meth:`get_state`: text held back before hibernation is not lost."""
+        ids, self._prefix_offset, self._read_offset = state
+        self._ids = [int(i) for i in ids]
+
     def fork(self) -> IncrementalDetokenizer:
         """An independent copy in the same state (for a forked process)."""
         twin = copy.copy(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -25,3 +27,8 @@ class EngineConfig(BaseModel):
     prefix_salt_per_uid: bool = Field(
         False, description="keep each uid's cached prefixes to itself"
     )
+    sched: str = Field("fcfs", description="scheduling policy: fcfs, priority, fair, mlfq")
+    min_run_steps: int = Field(4, ge=0, description="steps a process runs before preemption")
+    quota_procs: int | None = Field(None, ge=1, description="running processes per uid")
+    quota_pages: int | None = Field(None, ge=1, description="device pages per uid")
+    quota_action: Literal["wait", "fail"] = "wait"

@@ -52,6 +52,8 @@ class Connection:
         try:
             while (payload := await read_frame(self.reader, self.max_frame)) is not None:
                 self.on_payload(payload)
+                if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
+                    await self.writer.drain()  # a client that does not read is not read
         except FramingError as exc:
             log.warning("uid %d: closing connection: %s", self.uid, exc)
             self.send(error_reply(0, ProtocolError(str(exc))))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,16 @@ from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.drivers.loaders.registry import load_checkpoint
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
+from llmos.kernel.accounting import account_copy, account_step
 from llmos.kernel.chat import next_turn
 from llmos.kernel.config import EngineConfig
+from llmos.kernel.costs import CostModel
 from llmos.kernel.fork import fork
 from llmos.kernel.memory import MemoryManager
+from llmos.kernel.policies import make_policy
 from llmos.kernel.process import ExitStatus, Process, ProcessState
 from llmos.kernel.prompt import Prompt, tokenize_prompt
+from llmos.kernel.quotas import Quotas
 from llmos.kernel.scheduler import Scheduler, StepPlan
 from llmos.kernel.signals import send_signal
 from llmos.kernel.stopping import find_stop_string, held_back, length_exit, stop_token_ids
@@ -40,6 +45,7 @@ from llmos.syscalls.errors import (
     NotFound,
     OutOfMemory,
 )
+from llmos.syscalls.replies import UidService
 from llmos.syscalls.sampling import SamplingParams
 
 
@@ -81,10 +87,19 @@ class Engine:
             prefix_cache=config.prefix_cache,
             salt_per_uid=config.prefix_salt_per_uid,
         )
-        self.scheduler = Scheduler(self.memory, config.max_num_seqs, config.max_num_batched_tokens)
+        self.scheduler = Scheduler(
+            self.memory,
+            config.max_num_seqs,
+            config.max_num_batched_tokens,
+            make_policy(config.sched),
+            min_run_steps=config.min_run_steps,
+            quotas=Quotas(config.quota_procs, config.quota_pages, config.quota_action),
+            costs=CostModel(page_bytes=driver.page_bytes),
+        )
         self.processes: dict[int, Process] = {}
         self._pids = itertools.count(1)
         self.num_steps = 0
+        self.service: dict[int, UidService] = {}  # per uid, over this engine's life
         self.num_prefill_tokens = 0
         self.num_decode_tokens = 0
 
@@ -186,6 +201,16 @@ class Engine:
             send_signal(self, process, signal)
         return process
 
+    def renice(self, pid: int, nice: int) -> Process:
+        """Change a process's nice; the policy ranks it anew from the next step."""
+        process = self._get(pid)
+        process.nice = nice
+        return process
+
+    def set_policy(self, name: str) -> None:
+        """Switch the scheduling policy (see :mod:`llmos.kernel.policies`)."""
+        self.scheduler.set_policy(make_policy(name))
+
     def adopt(self, process: Process) -> None:
         """Enter a process built elsewhere (a fork child, a restored one) into the table."""
         assert process.pid not in self.processes, f"pid {process.pid} in use"
@@ -250,6 +275,7 @@ class Engine:
 
     def step(self) -> list[StepOutput]:
         """Run one continuous-batching iteration; return the tokens it produced."""
+        started = time.perf_counter()
         plan = self.scheduler.schedule()
         self.move_pages(plan)
         if plan.is_empty:
@@ -262,6 +288,7 @@ class Engine:
             [p.token_ids for p in samplers],
         )
         self.num_steps += 1
+        account_step(self.scheduler, plan, time.perf_counter() - started, self.service)
         for process, num in plan.scheduled:
             process.num_computed_tokens += num
             self.memory.cache_full_pages(process)
@@ -273,7 +300,10 @@ class Engine:
         moves = self.memory.take_moves()
         if not moves:
             return
+        started = time.perf_counter()
         corrupt = set(self.driver.move_pages(moves))
+        num_pages = sum(m.num_pages for m in moves)
+        account_copy(self.scheduler, num_pages, time.perf_counter() - started)
         for pid in corrupt:
             process = self.processes[pid]
             self._retire(process, ExitStatus.ERROR, "its swapped KV pages failed their checksum")

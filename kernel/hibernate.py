@@ -68,6 +68,7 @@ class Image(msgspec.Struct, kw_only=True):
     created_at: float
     seed: int
     sampler_state: bytes
+    detokenizer_state: tuple[list[int], int, int] | None = None
     page_size: int
     page_bytes: int
     checksums: list[int]
@@ -131,6 +132,7 @@ def image_of(engine: Engine, process: Process, checksums: list[int]) -> Image:
         created_at=process.created_at,
         seed=sampler.seed,
         sampler_state=sampler.get_state(),
+        detokenizer_state=process.detokenizer.get_state(),
         page_size=engine.memory.page_size,
         page_bytes=engine.driver.page_bytes,
         checksums=checksums,
@@ -175,13 +177,16 @@ def process_of(engine: Engine, image: Image) -> Process:
     sampler = driver.new_sampler_state(msgspec.structs.replace(image.params, seed=image.seed))
     sampler.set_state(image.sampler_state)
     state = ProcessState(image.state)
+    detokenizer = IncrementalDetokenizer(engine.tokenizer, context_ids=image.token_ids)
+    if image.detokenizer_state is not None:
+        detokenizer.set_state(image.detokenizer_state)
     return Process(
         pid=image.pid,
         params=image.params,
         token_ids=list(image.token_ids),
         num_prompt_tokens=image.num_prompt_tokens,
         sampler_state=sampler,
-        detokenizer=IncrementalDetokenizer(engine.tokenizer, context_ids=image.token_ids),
+        detokenizer=detokenizer,
         stop_ids=stop_token_ids(image.params, engine.tokenizer.eos_token_ids),
         uid=image.uid,
         ppid=image.ppid,
@@ -203,13 +208,18 @@ def process_of(engine: Engine, image: Image) -> Process:
 
 
 def place_pages(engine: Engine, process: Process, pages: list[bytes]) -> None:
-    memory = engine.memory
-    tier = memory.swap_tier_for(len(pages))
-    if pages and tier is None:
-        raise OutOfMemory(f"no swap room for the {len(pages)} pages of process {process.pid}")
+    """Pages go to swap (host, else disk) or, with no swap room, straight to the device."""
     if not pages:
         return
-    assert tier is not None
+    memory = engine.memory
+    tier = memory.swap_tier_for(len(pages))
+    if tier is None:
+        if not memory.can_allocate(len(pages)):
+            raise OutOfMemory(f"no room for the {len(pages)} pages of process {process.pid}")
+        frames = memory.allocate(len(pages))
+        engine.driver.import_pages(Tier.DEVICE, frames, pages)
+        process.block_table = frames
+        return
     frames = memory.tiers[tier].allocate(len(pages))
     engine.driver.import_pages(tier, frames, pages)
     process.block_table = [NOT_RESIDENT] * len(pages)

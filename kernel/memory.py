@@ -95,6 +95,8 @@ class MemoryManager:
         if process.num_computed_tokens % self.page_size == 0 or index >= len(process.block_table):
             return None
         frame = process.block_table[index]
+        if frame == NOT_RESIDENT:  # paged in to a fresh frame of its own
+            return None
         return index if self.allocator.refcount(frame) > 1 else None
 
     def pages_needed(self, process: Process, num_new_tokens: int) -> int:

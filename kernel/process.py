@@ -70,9 +70,15 @@ class Process:
     num_page_outs: int = 0
     num_turns: int = 1
     turn_start: int = -1
+    arrival: int = -1  # the scheduler's arrival order
+    admitted_step: int = 0  # the step it last joined the running set
+    queue_seconds: float = 0.0  # time spent ready but not running
+    ready_since: float | None = None
+    device_seconds: float = 0.0  # its share of the steps it ran in
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     first_token_at: float | None = None
+    last_token_at: float | None = None
     ended_at: float | None = None
 
     def __post_init__(self) -> None:
@@ -113,11 +119,20 @@ class Process:
     def is_live(self) -> bool:
         return self.state is not ProcessState.ZOMBIE
 
+    def mark_ready(self) -> None:
+        """Start the queue-wait clock."""
+        if self.ready_since is None:
+            self.ready_since = time.time()
+
     def run(self) -> None:
         assert self.state is ProcessState.READY
         self.state = ProcessState.RUNNING
+        now = time.time()
         if self.started_at is None:
-            self.started_at = time.time()
+            self.started_at = now
+        if self.ready_since is not None:
+            self.queue_seconds += now - self.ready_since
+            self.ready_since = None
 
     def wait_for_input(self) -> None:
         """End a chat turn: keep the pages, sleep until :meth:`next_turn`."""
@@ -162,8 +177,10 @@ class Process:
         self.num_preemptions += 1
 
     def append_token(self, token: int) -> None:
+        now = time.time()
         if self.first_token_at is None:
-            self.first_token_at = time.time()
+            self.first_token_at = now
+        self.last_token_at = now
         self.token_ids.append(token)
         self.num_sampled += 1
 

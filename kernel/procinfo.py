@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llmos.kernel.accounting import tpot, ttft
 from llmos.kernel.process import Process
 from llmos.syscalls.replies import ProcInfo
 
@@ -29,6 +30,10 @@ def proc_info(process: Process) -> ProcInfo:
         num_page_ins=process.num_page_ins,
         num_page_outs=process.num_page_outs,
         num_swapped=len(process.swapped),
+        queue_seconds=process.queue_seconds,
+        ttft=ttft(process),
+        tpot=tpot(process),
+        device_seconds=process.device_seconds,
         exit_status=None if process.exit_status is None else process.exit_status.value,
         error=process.error,
     )

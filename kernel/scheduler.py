@@ -1,21 +1,28 @@
 """Step planning: which processes run this step, and how many tokens each.
 
-First come, first served for now. Running processes go first (decodes and
-unfinished prefills), then waiting ones are admitted while the token budget,
-the batch limit and free pages allow. When a running process cannot grow,
-the most recently admitted running process is preempted: its pages go to
-swap (host, else disk) and come back before it runs again, or, when swap is
-full, they are freed and its K/V is recomputed later. A new process first
+The mechanism is here; the order is the policy's (:mod:`llmos.kernel.policies`).
+Running processes get the token budget first, best-ranked first (decodes
+and unfinished prefill chunks); then ready processes are admitted in rank
+order while the budget, the batch limit, the uid's quota and free pages
+allow. A ready process that outranks a running one takes its place even
+when the batch is full, once that one has run ``min_run_steps`` steps (so
+nothing thrashes). A victim's pages go to swap or are dropped for
+recompute, whichever the cost model says is cheaper. A new process first
 maps whatever its prompt shares with the prefix cache.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from dataclasses import dataclass, field
 
-from llmos.kernel.memory import MemoryManager
+from llmos.kernel.costs import CostModel
+from llmos.kernel.memory import NOT_RESIDENT, MemoryManager
+from llmos.kernel.policies import Fcfs, Policy
 from llmos.kernel.process import Process
+from llmos.kernel.quotas import Quotas
+
+MAX_PREEMPTIONS_PER_STEP = 4
 
 
 @dataclass
@@ -33,34 +40,56 @@ class StepPlan:
     def is_empty(self) -> bool:
         return not self.scheduled
 
+    def drop(self, process: Process) -> int:
+        """Unschedule ``process``; return the tokens it had."""
+        freed = sum(n for p, n in self.scheduled if p is process)
+        self.scheduled = [(p, n) for p, n in self.scheduled if p is not process]
+        return freed
+
 
 class Scheduler:
-    """FCFS continuous batching under a per-step token budget."""
+    """Continuous batching under a token budget, in the order a policy gives."""
 
     def __init__(
-        self, memory: MemoryManager, max_num_seqs: int, max_num_batched_tokens: int
+        self,
+        memory: MemoryManager,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        policy: Policy | None = None,
+        *,
+        min_run_steps: int = 4,
+        quotas: Quotas | None = None,
+        costs: CostModel | None = None,
     ) -> None:
         assert max_num_seqs > 0 and max_num_batched_tokens > 0
         self.memory = memory
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
-        self.waiting: deque[Process] = deque()
+        self.policy = policy or Fcfs()
+        self.min_run_steps = min_run_steps
+        self.quotas = quotas or Quotas()
+        self.costs = costs or CostModel(page_bytes=1)
+        self.waiting: list[Process] = []
         self.running: list[Process] = []
+        self._arrivals = itertools.count()
 
     @property
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 
     def add(self, process: Process) -> None:
+        """Queue a process that is ready to run."""
+        if process.arrival < 0:
+            process.arrival = next(self._arrivals)
+        process.mark_ready()
         self.waiting.append(process)
+        self.policy.on_arrive(process)
 
     def remove(self, process: Process) -> None:
         """Forget a process (it exited or was killed) and free its pages."""
-        if process in self.running:
-            self.running.remove(process)
-        elif process in self.waiting:
-            self.waiting.remove(process)
+        self.suspend(process)
         self.memory.release(process)
+        self.policy.on_exit(process)
 
     def suspend(self, process: Process) -> None:
         """Take a process out of the queues (SIGSTOP); its pages stay where they are."""
@@ -73,9 +102,16 @@ class Scheduler:
         """Take a running process out of the running set, keeping its pages."""
         self.running.remove(process)
 
+    def set_policy(self, policy: Policy) -> None:
+        """Switch policies; the new one learns of every queued process."""
+        for process in [*self.running, *self.waiting]:
+            policy.on_arrive(process)
+        self.policy = policy
+
     def schedule(self) -> StepPlan:
         """Plan one step."""
         plan = StepPlan()
+        self.running.sort(key=self.policy.key)
         budget = self._schedule_running(plan, self.max_num_batched_tokens)
         if not plan.preempted:
             self._admit_waiting(plan, budget)
@@ -87,8 +123,8 @@ class Scheduler:
             process = self.running[index]
             num = min(process.num_pending, budget)
             while not self.memory.can_grow(process, num):
-                victim = self.running[-1]
-                self._preempt(victim, plan)
+                victim = self.running[-1]  # the worst-ranked
+                budget += self._preempt(victim, plan)
                 if victim is process:
                     return budget
             self.memory.grow(process, num)
@@ -98,28 +134,61 @@ class Scheduler:
         return budget
 
     def _admit_waiting(self, plan: StepPlan, budget: int) -> None:
-        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
-            process = self.waiting[0]
+        for process in sorted(self.waiting, key=self.policy.key):
+            if budget <= 0:
+                return
             self.memory.match_prefix(process)
             num = min(process.num_pending, budget)
-            if not self.memory.can_grow(process, num):
-                break
-            self.waiting.popleft()
-            process.run()
-            self.memory.grow(process, num)
-            self.running.append(process)
-            plan.scheduled.append((process, num))
+            pages = self.memory.pages_needed(process, num)
+            if not self.quotas.allows_admission(process, self.running, pages):
+                continue  # over its uid's quota: others may go
+            while not self._fits(process, num):
+                victim = self._victim_for(process, plan)
+                if victim is None:
+                    return  # strict rank order: nothing behind it jumps the queue
+                budget += self._preempt(victim, plan)
+                num = min(process.num_pending, budget)
+            self._admit(process, num, plan)
             budget -= num
 
-    def _preempt(self, victim: Process, plan: StepPlan) -> None:
-        """Page the victim out to swap if there is room, else drop its K/V for recompute."""
+    def _fits(self, process: Process, num: int) -> bool:
+        slots = len(self.running) < self.max_num_seqs
+        return slots and self.memory.can_grow(process, num)
+
+    def _victim_for(self, process: Process, plan: StepPlan) -> Process | None:
+        """The worst-ranked running process ``process`` outranks, if it may be preempted."""
+        if len(plan.preempted) >= MAX_PREEMPTIONS_PER_STEP or not self.running:
+            return None
+        victim = max(self.running, key=self.policy.key)
+        if self.policy.key(victim) <= self.policy.key(process):
+            return None
+        if self.policy.step - victim.admitted_step < self.min_run_steps:
+            return None
+        return victim
+
+    def _admit(self, process: Process, num: int, plan: StepPlan) -> None:
+        self.waiting.remove(process)
+        process.run()
+        process.admitted_step = self.policy.step
+        self.memory.grow(process, num)
+        self.running.append(process)
+        plan.scheduled.append((process, num))
+
+    def _preempt(self, victim: Process, plan: StepPlan) -> int:
+        """Take ``victim`` off the device; return the tokens it had this step."""
         self.running.remove(victim)
-        if self.memory.can_page_out(victim):
+        freed = plan.drop(victim)
+        resident = sum(1 for f in victim.block_table if f != NOT_RESIDENT)
+        swap = self.costs.swap_seconds(resident)
+        recompute = self.costs.recompute_seconds(victim.num_computed_tokens)
+        if self.memory.can_page_out(victim) and swap <= recompute:
             self.memory.page_out(victim)
             victim.preempt()
         else:
             self.memory.release(victim)
             victim.requeue()
-        self.waiting.appendleft(victim)
+        victim.mark_ready()
+        self.waiting.append(victim)
+        self.policy.on_arrive(victim)
         plan.preempted.append(victim)
-        plan.scheduled = [(p, n) for p, n in plan.scheduled if p is not victim]
+        return freed

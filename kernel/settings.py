@@ -44,7 +44,11 @@ class KernelSettings(BaseSettings):
     disk_swap: int = Field(1 << 30, ge=0, description="disk swap file size in bytes")
     prefix_cache: bool = True
     prefix_salt_per_uid: bool = False
-    sched: str = "fcfs"
+    sched: str = Field("fcfs", description="scheduling policy: fcfs, priority, fair, mlfq")
+    min_run_steps: int = Field(4, ge=0)
+    quota_procs: int | None = Field(None, ge=1, description="running processes per uid")
+    quota_pages: int | None = Field(None, ge=1, description="device pages per uid")
+    quota_action: Literal["wait", "fail"] = "wait"
     keep_alive: float = Field(300.0, description="seconds a model stays loaded after last use")
     zombie_ttl: float = Field(
         600.0, gt=0, description="seconds an unwaited zombie is kept"
@@ -85,4 +89,9 @@ class KernelSettings(BaseSettings):
             disk_swap=self.disk_swap,
             prefix_cache=self.prefix_cache,
             prefix_salt_per_uid=self.prefix_salt_per_uid,
+            sched=self.sched,
+            min_run_steps=self.min_run_steps,
+            quota_procs=self.quota_procs,
+            quota_pages=self.quota_pages,
+            quota_action=self.quota_action,
         )

@@ -28,6 +28,7 @@ from llmos.syscalls.replies import (
     ProcReply,
     PsReply,
     Reply,
+    SchedReply,
     Spawned,
     SysinfoReply,
     Waited,
@@ -48,6 +49,7 @@ REPLY_TYPES: tuple[type[Reply], ...] = (
     Waited,
     MeminfoReply,
     SysinfoReply,
+    SchedReply,
     ModelsReply,
     Loaded,
     TokenEvent,
@@ -98,13 +100,17 @@ def decode_request(payload: bytes) -> Request:
         raise _classify(payload, exc) from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(0, ProtocolError(f"not a msgpack message: {exc}")) from exc
+    except RecursionError as exc:
+        raise BadRequest(0, ProtocolError("message nested too deeply")) from exc
 
 
 def _classify(payload: bytes, exc: msgspec.ValidationError) -> BadRequest:
     try:
         envelope = _envelope_decoder.decode(payload)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return BadRequest(0, ProtocolError(f"not a request: {exc}"))
+    if not envelope.call:
+        return BadRequest(envelope.id, ProtocolError("not a request: it has no `call`"))
     if envelope.call not in KNOWN_CALLS:
         error: LlmosError = NotImplementedSyscall(f"no such syscall: {envelope.call!r}")
         return BadRequest(envelope.id, error)

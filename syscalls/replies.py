@@ -59,6 +59,10 @@ class ProcInfo(msgspec.Struct, kw_only=True):
     num_page_ins: int = 0
     num_page_outs: int = 0
     num_swapped: int = 0
+    queue_seconds: float = 0.0
+    ttft: float = 0.0
+    tpot: float = 0.0
+    device_seconds: float = 0.0
     exit_status: str | None = None
     error: str | None = None
 
@@ -147,6 +151,23 @@ class MeminfoReply(Reply, tag="meminfo"):
     pools: list[PoolInfo]
 
 
+class UidService(msgspec.Struct, kw_only=True):
+    """Service one uid received from the kernel's engines."""
+
+    uid: int
+    num_prefill_tokens: int = 0
+    num_decode_tokens: int = 0
+    device_seconds: float = 0.0
+
+
+class SchedReply(Reply, tag="sched"):
+    """The scheduling policy in force, the ones available, and per-uid service."""
+
+    policy: str
+    policies: list[str]
+    service: list[UidService] = msgspec.field(default_factory=list)
+
+
 class SysinfoReply(Reply, tag="sysinfo"):
     """The kernel at a glance."""
 
@@ -159,6 +180,7 @@ class SysinfoReply(Reply, tag="sysinfo"):
     kernel_pid: int
     kernel_uid: int
     models: list[str]
+    service: list[UidService] = msgspec.field(default_factory=list)
 
 
 class ModelInfo(msgspec.Struct, kw_only=True):

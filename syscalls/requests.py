@@ -103,6 +103,20 @@ class Fork(Request, tag="fork"):
     seeds: list[int] | None = None
 
 
+class Renice(Request, tag="renice"):
+    """Set a process's nice (-20 most favoured .. 19 least); below 0 needs root."""
+
+    pid: int
+    nice: int
+
+
+class Sched(Request, tag="sched"):
+    """Show the scheduling policy and per-uid service; with ``policy``, switch to it
+    (the kernel's owner or root)."""
+
+    policy: str | None = None
+
+
 class Ps(Request, tag="ps"):
     """List processes: the caller's, or everyone's with ``all``."""
 
@@ -157,6 +171,8 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     Wait,
     Kill,
     Fork,
+    Renice,
+    Sched,
     Ps,
     Proc,
     Meminfo,

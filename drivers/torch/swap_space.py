@@ -11,6 +11,7 @@ a move gathers or scatters pages of it with one indexed copy.
 from __future__ import annotations
 
 import os
+import shutil
 import zlib
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import torch
 
 from llmos.syscalls.errors import LlmosError
 from llmos.syscalls.tiers import Move, Tier
+
+MAX_DISK_SHARE = 0.5  # the swap file never takes more than this share of free disk
 
 
 class CorruptPage(LlmosError):
@@ -59,6 +62,8 @@ class SwapSpace:
     def _map(self, path: Path | None, num_pages: int) -> torch.Tensor:
         assert path is not None, "a disk tier needs a swap file path"
         path.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        num_pages = max(1, min(num_pages, int(free * MAX_DISK_SHARE) // self.page_bytes))
         with open(path, "a+b") as handle:  # sparse: disk is used only as pages are written
             os.truncate(handle.fileno(), num_pages * self.page_bytes)
         mapped = torch.from_file(
