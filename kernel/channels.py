@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from llmos.kernel.notices import ModelsChanged, Reaped
+from llmos.kernel.notices import ModelsChanged, Reaped, ServiceChanged
 from llmos.syscalls.events import Event, ExitEvent, is_terminal
 
 LAGGED = object()  # in a dropped subscriber's queue, in place of what it missed
@@ -77,6 +77,7 @@ class ChannelTable:
         self.max_lag = max_lag
         self.channels: dict[int, Channel] = {}
         self.model_names: tuple[str, ...] = ()
+        self.service: tuple[Any, ...] = ()
 
     def channel(self, pid: int) -> Channel:
         if pid not in self.channels:
@@ -100,6 +101,8 @@ class ChannelTable:
                 self.channels.pop(item.pid, None)
             elif isinstance(item, ModelsChanged):
                 self.model_names = item.names
+            elif isinstance(item, ServiceChanged):
+                self.service = item.rows
             else:
                 self.channel(item.pid).publish(item)
 

@@ -21,14 +21,23 @@ from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.kernel.engine import Engine, StepOutput
 from llmos.kernel.hibernate import Image, failed_process, hibernate, image_path, restore
 from llmos.kernel.models import ModelTable
-from llmos.kernel.notices import ModelsChanged, Reaped
+from llmos.kernel.notices import ModelsChanged, Reaped, ServiceChanged
+from llmos.kernel.policies import POLICIES, make_policy
 from llmos.kernel.process import ExitStatus, Process, ProcessState
 from llmos.kernel.procinfo import proc_info
 from llmos.kernel.prompt import Prompt
 from llmos.kernel.vmstat import page_map, pool_info
 from llmos.syscalls.errors import InvalidArgument, NotFound, PermissionDenied
 from llmos.syscalls.events import ExitEvent, TokenEvent, WaitingEvent
-from llmos.syscalls.replies import MeminfoReply, ModelInfo, ProcInfo, ProcReply, Waited
+from llmos.syscalls.replies import (
+    MeminfoReply,
+    ModelInfo,
+    ProcInfo,
+    ProcReply,
+    SchedReply,
+    UidService,
+    Waited,
+)
 from llmos.syscalls.requests import Fork, Spawn
 from llmos.syscalls.sampling import SamplingParams
 
@@ -41,8 +50,11 @@ ROOT = 0
 class KernelCore:
     """Process table + models; one method per syscall, run on the engine thread."""
 
-    def __init__(self, zombie_ttl: float = 600.0, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, zombie_ttl: float = 600.0, data_dir: Path | None = None, policy: str = "fcfs"
+    ) -> None:
         self.zombie_ttl = zombie_ttl
+        self.policy = policy
         self.data_dir = resolve_data_dir(data_dir)
         self.models = ModelTable()
         self.table: dict[int, Process] = {}
@@ -54,6 +66,9 @@ class KernelCore:
         """Create process ``pid`` for ``uid`` from a Spawn request, on ``model_name``."""
         check_nice(uid, request.nice)
         model = self.models.get(model_name)
+        live = [p for p in self.table.values() if p.is_live]
+        quotas = model.engine.scheduler.quotas
+        quotas.check_spawn(uid, live, 1, model.engine.memory.page_size)
         model.engine.add(
             prompt_of(request),
             request.params,
@@ -65,6 +80,33 @@ class KernelCore:
         )
         self.table[pid] = model.engine.processes[pid]
         model.touch()
+
+    def renice(self, uid: int, pid: int, nice: int) -> None:
+        """Set a process's nice; only its owner or root, and below 0 only root."""
+        process = self.owned(uid, pid)
+        check_nice(uid, nice)
+        self.engine_of(process).renice(pid, nice)
+
+    def set_policy(self, name: str) -> None:
+        """Switch every engine to policy ``name`` (validated first)."""
+        make_policy(name)
+        self.policy = name
+        for model in self.models.models.values():
+            model.engine.set_policy(name)
+
+    def service(self) -> list[UidService]:
+        """Per-uid service over every engine, by uid."""
+        totals: dict[int, UidService] = {}
+        for model in self.models.models.values():
+            for uid, row in model.engine.service.items():
+                total = totals.setdefault(uid, UidService(uid=uid))
+                total.num_prefill_tokens += row.num_prefill_tokens
+                total.num_decode_tokens += row.num_decode_tokens
+                total.device_seconds += row.device_seconds
+        return [totals[uid] for uid in sorted(totals)]
+
+    def sched(self) -> SchedReply:
+        return SchedReply(policy=self.policy, policies=sorted(POLICIES), service=self.service())
 
     def write(self, uid: int, pid: int, content: str) -> None:
         """Next user turn of a waiting chat process."""
@@ -172,6 +214,7 @@ class KernelCore:
         for name in self.models.expired(now):
             log.info("unloading %s: idle past its keep-alive", name)
             self.unload(name)
+        self.events.append(ServiceChanged(tuple(self.service())))
 
     def hibernate(self, everyone: bool) -> int:
         """Write stopped processes (all live ones with ``everyone``) to disk; they leave
@@ -227,6 +270,8 @@ class KernelCore:
         return self.models.get(name).info(time.monotonic())
 
     def install(self, name: str, engine: Engine, keep_alive: float | None) -> ModelInfo:
+        if name not in self.models:
+            engine.set_policy(self.policy)  # a model loaded later follows `sched` changes
         model = self.models.install(name, engine, keep_alive)
         self.events.append(ModelsChanged(tuple(self.models.names)))
         return model.info(time.monotonic())

@@ -7,6 +7,7 @@ loop never sees a process reaped before its exit event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,10 @@ class ModelsChanged:
     """The set of resident models changed."""
 
     names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServiceChanged:
+    """Per-uid service so far (``UidService`` rows), for ``sysinfo`` to answer at once."""
+
+    rows: tuple[Any, ...]

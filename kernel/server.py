@@ -79,7 +79,11 @@ class KernelServer:
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         channels = ChannelTable(self.settings.stream_buffer)
-        core = KernelCore(zombie_ttl=self.settings.zombie_ttl, data_dir=self.settings.data_dir)
+        core = KernelCore(
+            zombie_ttl=self.settings.zombie_ttl,
+            data_dir=self.settings.data_dir,
+            policy=self.settings.sched,
+        )
 
         def publish(batch: list[Any]) -> None:
             loop.call_soon_threadsafe(channels.publish, batch)
@@ -100,7 +104,7 @@ class KernelServer:
             self.engine_thread,
             channels,
             loader,
-            sched=self.settings.sched,
+            policy=self.settings.sched,
             on_shutdown=self.request_shutdown,
         )
         self.syscalls.skip_pids(restored)

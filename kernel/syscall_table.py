@@ -36,6 +36,7 @@ from llmos.syscalls.replies import (
     ProcReply,
     PsReply,
     Reply,
+    SchedReply,
     Spawned,
     SysinfoReply,
     Waited,
@@ -49,7 +50,9 @@ from llmos.syscalls.requests import (
     Models,
     Proc,
     Ps,
+    Renice,
     Request,
+    Sched,
     Shutdown,
     Spawn,
     Stream,
@@ -81,15 +84,15 @@ class SyscallTable:
         channels: ChannelTable,
         loader: ModelLoader,
         *,
-        sched: str,
+        policy: str,
         on_shutdown: Callable[[bool], None],
     ) -> None:
         self.engine = engine_thread
         self.core: KernelCore = engine_thread.core
         self.channels = channels
         self.loader = loader
-        self.sched = sched
         self.on_shutdown = on_shutdown
+        self.policy = policy  # the loop's copy, so sysinfo never waits for the engine
         self.started_at = time.monotonic()
         self._pids = itertools.count(1)
 
@@ -115,10 +118,11 @@ class SyscallTable:
             driver="torch",
             device=self.loader.config.device,
             uptime=time.monotonic() - self.started_at,
-            policy=self.sched,
+            policy=self.policy,
             kernel_pid=os.getpid(),
             kernel_uid=os.getuid(),
             models=list(self.channels.model_names),
+            service=list(self.channels.service),
         )
 
     async def dispatch(self, uid: int, request: Request) -> Result:
@@ -140,6 +144,11 @@ class SyscallTable:
                 child_pids = [next(self._pids) for _ in range(max(0, min(n, 64)))]
                 pids = await self.engine.call(self.core.fork, uid, pid, child_pids, request)
                 return Forked(pids=pids)
+            case Renice(pid=pid, nice=nice):
+                await self.engine.call(self.core.renice, uid, pid, nice)
+                return Ok()
+            case Sched(policy=policy):
+                return await self.sched(uid, policy)
             case Ps(all=everyone):
                 return PsReply(procs=await self.engine.call(self.core.ps, uid, everyone))
             case Proc(pid=pid, pages=pages):
@@ -199,6 +208,16 @@ class SyscallTable:
                 await asyncio.wait_for(self.channels.channel(pid).exited.wait(), left)
             except TimeoutError:
                 raise TimedOut(f"process {pid} still runs after {timeout} s") from None
+
+    async def sched(self, uid: int, policy: str | None) -> SchedReply:
+        """Show the policy; switching it takes the kernel's owner or root."""
+        if policy is not None:
+            if uid not in (ROOT, os.getuid()):
+                raise PermissionDenied("only the kernel's owner or root may change the policy")
+            await self.engine.call(self.core.set_policy, policy)
+        reply: SchedReply = await self.engine.call(self.core.sched)
+        self.policy = reply.policy
+        return reply
 
     def shutdown(self, uid: int, hibernate: bool) -> Ok:
         """Only the kernel's owner or root may stop it."""

@@ -52,6 +52,7 @@ from llmos.syscalls.replies import (
     ProcReply,
     PsReply,
     Reply,
+    SchedReply,
     Spawned,
     SysinfoReply,
     Waited,
@@ -64,7 +65,9 @@ from llmos.syscalls.requests import (
     Models,
     Proc,
     Ps,
+    Renice,
     Request,
+    Sched,
     Shutdown,
     Signal,
     Stream,
@@ -285,6 +288,14 @@ class AsyncClient:
     async def proc(self, pid: int) -> ProcInfo:
         """Everything the kernel knows about one process."""
         return expect(await self.call(Proc(pid=pid)), ProcReply).proc
+
+    async def renice(self, pid: int, nice: int) -> None:
+        """Set a process's nice (-20..19); below 0 needs root."""
+        expect(await self.call(Renice(pid=pid, nice=nice)), Ok)
+
+    async def sched(self, policy: str | None = None) -> SchedReply:
+        """The scheduling policy and per-uid service; with ``policy``, switch to it."""
+        return expect(await self.call(Sched(policy=policy)), SchedReply)
 
     async def page_map(self, pid: int) -> list[PageEntry]:
         """Where each page of a process lives: tier, frame, tokens, sharing."""

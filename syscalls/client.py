@@ -54,6 +54,7 @@ from llmos.syscalls.replies import (
     ProcReply,
     PsReply,
     Reply,
+    SchedReply,
     Spawned,
     SysinfoReply,
     Waited,
@@ -66,7 +67,9 @@ from llmos.syscalls.requests import (
     Models,
     Proc,
     Ps,
+    Renice,
     Request,
+    Sched,
     Shutdown,
     Signal,
     Stream,
@@ -270,6 +273,14 @@ class Client:
     def proc(self, pid: int) -> ProcInfo:
         """Everything the kernel knows about one process."""
         return expect(self.call(Proc(pid=pid)), ProcReply).proc
+
+    def renice(self, pid: int, nice: int) -> None:
+        """Set a process's nice (-20..19); below 0 needs root."""
+        expect(self.call(Renice(pid=pid, nice=nice)), Ok)
+
+    def sched(self, policy: str | None = None) -> SchedReply:
+        """The scheduling policy and per-uid service; with ``policy``, switch to it."""
+        return expect(self.call(Sched(policy=policy)), SchedReply)
 
     def page_map(self, pid: int) -> list[PageEntry]:
         """Where each page of a process lives: tier, frame, tokens, sharing."""

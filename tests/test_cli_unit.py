@@ -361,6 +361,8 @@ def test_ps_row_and_key_value_text() -> None:
         "5",
         "9",
         "0",
+        "0.0s",
+        "-",
         "stop",
         "30s",
     ]

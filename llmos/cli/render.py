@@ -14,8 +14,13 @@ from rich.table import Table
 from llmos.syscalls.replies import MeminfoReply, ModelInfo, PoolInfo, ProcInfo, SysinfoReply
 
 MISSING = "-"
-PS_COLUMNS = ("PID", "PPID", "UID", "MODEL", "STATE", "NICE", "PROMPT", "GEN", "PAGES", "STATUS")
-NUMERIC_PS_COLUMNS = frozenset({"PID", "PPID", "UID", "NICE", "PROMPT", "GEN", "PAGES", "AGE"})
+PS_COLUMNS = (
+    "PID", "PPID", "UID", "MODEL", "STATE", "NICE", "PROMPT", "GEN", "PAGES", "WAIT", "TTFT",
+    "STATUS",
+)  # fmt: skip
+NUMERIC_PS_COLUMNS = frozenset(
+    {"PID", "PPID", "UID", "NICE", "PROMPT", "GEN", "PAGES", "WAIT", "TTFT", "AGE"}
+)
 
 
 def console(stderr: bool = False) -> Console:
@@ -73,8 +78,12 @@ def ps_row(proc: ProcInfo, now: float) -> list[str]:
     """One ``ps`` row, in :data:`PS_COLUMNS` order, then AGE."""
     values = (proc.pid, proc.ppid, proc.uid, proc.model, proc.state, proc.nice)
     counts = (proc.num_prompt_tokens, proc.num_generated_tokens, proc.num_pages)
+    times = (
+        format_duration(proc.queue_seconds),
+        format_duration(proc.ttft) if proc.ttft else MISSING,
+    )
     status = proc.exit_status or MISSING
-    return [*map(str, values), *map(str, counts), status, proc_age(proc, now)]
+    return [*map(str, values), *map(str, counts), *times, status, proc_age(proc, now)]
 
 
 def ps_table(procs: Iterable[ProcInfo], now: float | None = None) -> Table:
