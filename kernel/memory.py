@@ -79,13 +79,13 @@ class MemoryManager:
             if self.cache:
                 self.cache.mark_in_use(frame)
 
-    def unref(self, frames: Iterable[int]) -> None:
+    def unref(self, frames: Iterable[int], nice: int = 0) -> None:
         """Drop one owner of each device frame; cached ones only the cache holds become
-        evictable."""
+        evictable (those of high-``nice`` owners first)."""
         for frame in frames:
             self.allocator.free([frame])
             if self.cache and frame in self.cache and self.allocator.refcount(frame) == 1:
-                self.cache.mark_evictable(frame)
+                self.cache.mark_evictable(frame, nice)
 
     # -- growing, copy-on-write, releasing ------------------------------
 
@@ -130,7 +130,7 @@ class MemoryManager:
 
     def release(self, process: Process) -> None:
         """Free every page the process holds, in every tier."""
-        self.unref(f for f in process.block_table if f != NOT_RESIDENT)
+        self.unref((f for f in process.block_table if f != NOT_RESIDENT), process.nice)
         for tier, frame in process.swapped.values():
             self.tiers[tier].free([frame])
         process.block_table = []
@@ -182,7 +182,7 @@ class MemoryManager:
         frames = [process.block_table[i] for i in indices]
         slots = self.tiers[tier].allocate(len(indices))
         self.moves.append(Move(Tier.DEVICE, tier, frames, slots, process.pid))
-        self.unref(frames)
+        self.unref(frames, process.nice)
         for index, slot in zip(indices, slots, strict=True):
             process.block_table[index] = NOT_RESIDENT
             process.swapped[index] = (tier, slot)

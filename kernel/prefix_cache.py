@@ -4,7 +4,9 @@ Page ``i`` of a token sequence is keyed by ``hash((key of page i-1, its
 tokens, salt))``. A hit must also match the tokens and the exact parent
 entry, so a hash collision can never serve wrong K/V. The cache holds one
 reference on each cached frame; a frame only the cache holds is
-*evictable*, least recently used first. Plain Python: frames are numbers.
+*evictable*: least recently used first, but among the oldest
+:data:`EVICTION_WINDOW` the pages last used by the lowest-priority process
+(highest nice) go first. Plain Python: frames are numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 HashFn = Callable[[object], int]
+EVICTION_WINDOW = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +40,7 @@ class PrefixCache:
         self.hash_fn = hash_fn
         self.by_key: dict[int, CacheEntry] = {}
         self.by_frame: dict[int, CacheEntry] = {}
-        self.evictable: OrderedDict[int, None] = OrderedDict()  # frames only we hold
+        self.evictable: OrderedDict[int, int] = OrderedDict()  # frames only we hold -> nice
         self._ids = itertools.count(1)
         self.num_hits = 0
         self.num_misses = 0
@@ -93,17 +96,20 @@ class PrefixCache:
         self.by_frame[frame] = entry
         return entry
 
-    def mark_evictable(self, frame: int) -> None:
-        """Only the cache holds ``frame`` now: it may be evicted, after older ones."""
-        self.evictable[frame] = None
+    def mark_evictable(self, frame: int, nice: int = 0) -> None:
+        """Only the cache holds ``frame`` now (last used by a process of ``nice``): it may
+        be evicted, after older ones and after those of lower-priority processes."""
+        self.evictable[frame] = nice
         self.evictable.move_to_end(frame)
 
     def mark_in_use(self, frame: int) -> None:
         self.evictable.pop(frame, None)
 
     def evict(self) -> int:
-        """Forget the least recently used evictable page; return its frame to free."""
-        frame, _ = self.evictable.popitem(last=False)
+        """Forget an evictable page (LRU, lowest priority first); return its frame to free."""
+        window = itertools.islice(self.evictable.items(), EVICTION_WINDOW)
+        frame = max(window, key=lambda item: item[1])[0]  # max keeps the oldest of ties
+        del self.evictable[frame]
         entry = self.by_frame.pop(frame)
         del self.by_key[entry.key]
         return frame
