@@ -9,6 +9,7 @@ is dropped (it gets :data:`LAGGED`), never waited for.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from llmos.kernel.notices import ModelsChanged, Reaped, ServiceChanged
@@ -77,6 +78,7 @@ class ChannelTable:
         self.max_lag = max_lag
         self.channels: dict[int, Channel] = {}
         self.model_names: tuple[str, ...] = ()
+        self.on_exit: Callable[[int, int, str, str], None] | None = None
         self.service: tuple[Any, ...] = ()
 
     def channel(self, pid: int) -> Channel:
@@ -105,6 +107,8 @@ class ChannelTable:
                 self.service = item.rows
             else:
                 self.channel(item.pid).publish(item)
+                if isinstance(item, ExitEvent) and self.on_exit is not None:
+                    self.on_exit(item.pid, item.uid, item.model, item.status)
 
     def discard(self, pid: int) -> None:
         """Forget a pid that never became a process."""

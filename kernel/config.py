@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 class EngineConfig(BaseModel):
     """Engine settings; the daemon's configuration embeds these."""
 
+    driver: str = Field("torch", description="the model driver (plugins may add more)")
     dtype: str = "bfloat16"
     device: str = "cpu"
     page_size: int = Field(16, ge=1, le=1024)

@@ -199,7 +199,15 @@ class KernelCore:
                 log.exception("step of %s failed", model.name)
                 self.fail(model.engine, f"engine step failed: {exc!r}")
                 continue
-            self.events.extend(event for out in outputs for event in step_events(out))
+            events = [event for out in outputs for event in step_events(out)]
+            self.events.extend(self.with_owner(event) for event in events)
+
+    def with_owner(self, event: Any) -> Any:
+        """An exit event with its process's uid and model."""
+        if not isinstance(event, ExitEvent) or event.pid not in self.table:
+            return event
+        process = self.table[event.pid]
+        return msgspec.structs.replace(event, uid=process.uid, model=process.model)
 
     def fail(self, engine: Engine, error: str) -> None:
         for process in engine.fail_running(error):
@@ -306,7 +314,8 @@ class KernelCore:
 
 
 def step_events(out: StepOutput) -> list[Any]:
-    """The stream events of one process's step."""
+    """The stream events of one process's step (an exit's uid and model are filled in
+    by :meth:`KernelCore.step`)."""
     events: list[Any] = [TokenEvent(pid=out.pid, text=out.text, token_ids=[out.token_id])]
     if out.turn_end is not None:
         events.append(WaitingEvent(pid=out.pid, finish=out.turn_end.value))

@@ -29,6 +29,7 @@ from llmos.kernel.accounting import account_copy, account_step
 from llmos.kernel.chat import next_turn
 from llmos.kernel.config import EngineConfig
 from llmos.kernel.costs import CostModel
+from llmos.kernel.drivers import driver_factory
 from llmos.kernel.fork import fork
 from llmos.kernel.memory import MemoryManager
 from llmos.kernel.policies import make_policy
@@ -110,7 +111,7 @@ class Engine:
         """Load ``name`` (a preset, a local path or a hub id) and build an engine on it."""
         config = config or EngineConfig()
         checkpoint = load_checkpoint(name, data_dir=data_dir)
-        driver = TorchDriver(
+        driver = driver_factory(config.driver)(
             checkpoint,
             dtype=config.dtype,
             device=config.device,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from llmos.kernel.config import EngineConfig
@@ -16,6 +17,7 @@ from llmos.kernel.core import KernelCore
 from llmos.kernel.engine import Engine
 from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.models import canonical_name
+from llmos.plugins.registry import ModelPreset
 from llmos.syscalls.replies import ModelInfo
 
 log = logging.getLogger("llmos.kernel")
@@ -31,16 +33,22 @@ class ModelLoader:
         data_dir: Path | None,
         default_keep_alive: float | None,
         default_model: str | None = None,
+        presets: Mapping[str, ModelPreset] | None = None,
     ) -> None:
         self.engine_thread = engine_thread
         self.config = config
         self.data_dir = data_dir
         self.default_keep_alive = default_keep_alive
         self.default_model = default_model
+        self.presets = presets or {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def resolve(self, name: str) -> str:
-        """``default`` is the kernel's first boot model (the registry's default if none)."""
+        """Presets name their model; ``default`` is the kernel's first boot model (the
+        registry's default if it booted with none)."""
+        preset = self.presets.get(name)
+        if preset is not None:
+            name = preset.model
         if name == "default" and self.default_model:
             return self.default_model
         return name

@@ -27,6 +27,7 @@ from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.loader import ModelLoader
 from llmos.kernel.peercred import Credentials, peer_uid
 from llmos.kernel.pidfile import PidFile
+from llmos.kernel.plugin_host import PluginHost
 from llmos.kernel.resume import restore_hibernated
 from llmos.kernel.settings import KernelSettings
 from llmos.kernel.syscall_table import SyscallTable
@@ -78,6 +79,7 @@ class KernelServer:
 
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
+        self.plugins = PluginHost.load(self.settings.plugins)
         channels = ChannelTable(self.settings.stream_buffer)
         core = KernelCore(
             zombie_ttl=self.settings.zombie_ttl,
@@ -96,6 +98,7 @@ class KernelServer:
             self.settings.data_dir,
             self.settings.keep_alive,
             default_model=self.settings.models[0] if self.settings.models else None,
+            presets=self.plugins.registry.presets,
         )
         for name in self.settings.models:
             await loader.ensure(name, keep_alive=PINNED)
@@ -105,8 +108,10 @@ class KernelServer:
             channels,
             loader,
             policy=self.settings.sched,
+            plugins=self.plugins,
             on_shutdown=self.request_shutdown,
         )
+        channels.on_exit = self.plugins.process_exit
         self.syscalls.skip_pids(restored)
         sock = bind_socket(self.settings.socket, self.settings.socket_group)
         self.server = await asyncio.start_unix_server(self.on_connect, sock=sock)
@@ -148,6 +153,8 @@ class KernelServer:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def stop_engine(self) -> None:
+        if hasattr(self, "plugins"):
+            self.plugins.threads.shutdown()
         if self.engine_thread is not None:  # 5. the engine thread
             timeout = self.settings.shutdown_timeout / 2
             if not await asyncio.to_thread(self.engine_thread.stop, timeout):

@@ -33,6 +33,7 @@ class KernelSettings(BaseSettings):
     socket_group: str | None = Field(None, description="group allowed on the socket (mode 0660)")
     data_dir: Path | None = None
     models: list[str] = Field(default_factory=lambda: ["default"], description="loaded at boot")
+    driver: str = "torch"
     dtype: str = "bfloat16"
     device: str = "cpu"
     page_size: int = Field(16, ge=1, le=1024)
@@ -50,13 +51,14 @@ class KernelSettings(BaseSettings):
     quota_pages: int | None = Field(None, ge=1, description="device pages per uid")
     quota_action: Literal["wait", "fail"] = "wait"
     keep_alive: float = Field(300.0, description="seconds a model stays loaded after last use")
-    zombie_ttl: float = Field(
-        600.0, gt=0, description="seconds an unwaited zombie is kept"
-    )
+    zombie_ttl: float = Field(600.0, gt=0, description="seconds an unwaited zombie is kept")
     max_frame: int = Field(DEFAULT_MAX_FRAME, ge=1024)
     stream_buffer: int = Field(4096, ge=16, description="events a slow subscriber may lag")
     shutdown_timeout: float = Field(10.0, gt=0)
     hibernate: bool = Field(False, description="on SIGTERM, hibernate running processes too")
+    plugins: str | None = Field(
+        None, description="plugins to load: unset all, 'none', or a comma-separated list"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
@@ -78,6 +80,7 @@ class KernelSettings(BaseSettings):
     def engine_config(self) -> EngineConfig:
         """The engine settings within these."""
         return EngineConfig(
+            driver=self.driver,
             dtype=self.dtype,
             device=self.device,
             page_size=self.page_size,

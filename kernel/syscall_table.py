@@ -14,11 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from llmos import __version__
 from llmos.kernel.channels import ChannelTable, Subscriber
 from llmos.kernel.core import ROOT, KernelCore
 from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.loader import ModelLoader
+from llmos.kernel.plugin_host import PluginHost
 from llmos.syscalls.errors import (
     NotImplementedSyscall,
     PermissionDenied,
@@ -31,6 +34,7 @@ from llmos.syscalls.replies import (
     HelloReply,
     Loaded,
     MeminfoReply,
+    ModelInfo,
     ModelsReply,
     Ok,
     ProcReply,
@@ -42,12 +46,14 @@ from llmos.syscalls.replies import (
     Waited,
 )
 from llmos.syscalls.requests import (
+    Call,
     Fork,
     Hello,
     Kill,
     Load,
     Meminfo,
     Models,
+    Plugins,
     Proc,
     Ps,
     Renice,
@@ -85,6 +91,7 @@ class SyscallTable:
         loader: ModelLoader,
         *,
         policy: str,
+        plugins: PluginHost | None = None,
         on_shutdown: Callable[[bool], None],
     ) -> None:
         self.engine = engine_thread
@@ -93,6 +100,7 @@ class SyscallTable:
         self.loader = loader
         self.on_shutdown = on_shutdown
         self.policy = policy  # the loop's copy, so sysinfo never waits for the engine
+        self.plugins = plugins or PluginHost.load("none")
         self.started_at = time.monotonic()
         self._pids = itertools.count(1)
 
@@ -162,13 +170,25 @@ class SyscallTable:
             case Models():
                 return ModelsReply(models=await self.engine.call(self.core.list_models))
             case Load(model=model, keep_alive=keep_alive):
-                return Loaded(model=await self.loader.ensure(model, keep_alive))
+                return Loaded(model=await self.load(model, keep_alive))
+            case Call():
+                return await self.plugins.call(self, uid, request)
+            case Plugins():
+                return self.plugins.infos()
             case Unload(model=model):
                 await self.engine.call(self.core.unload, self.loader.resolve(model))
                 return Ok()
             case Shutdown(hibernate=hibernate):
                 return self.shutdown(uid, hibernate)
         raise NotImplementedSyscall(f"no handler for {type(request).__name__}")
+
+    async def load(self, name: str, keep_alive: float | None) -> ModelInfo:
+        """Make a model (or a preset's model) resident; say which preset it serves."""
+        info = await self.loader.ensure(name, keep_alive)
+        preset = self.plugins.preset(name)
+        if preset is None:
+            return info
+        return msgspec.structs.replace(info, preset=preset.name, task=preset.task)
 
     async def spawn(self, uid: int, request: Spawn) -> Result:
         """Load the model if needed, create the process, maybe stream it."""

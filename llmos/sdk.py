@@ -8,6 +8,9 @@
             print(chunk, end="")
         print(model.chat("Say hello in French."))
 
+    llmos.load_model("machine_translation").translate(
+        "Hello, world!", source_lang="en", target_lang="zh")
+
 Sampling keywords are :class:`~llmos.syscalls.sampling.SamplingParams` fields.
 """
 
@@ -71,6 +74,39 @@ class Model:
         if isinstance(messages, str):
             messages = [Message(role="user", content=messages)]
         return self.client.generate(model=self.name, messages=messages, **sampling)
+
+    @property
+    def target(self) -> str:
+        """What plugin syscalls are told to use: the preset (with its defaults), else the model."""
+        return self.info.preset or self.name
+
+    def call(self, syscall: str, **args: Any) -> dict[str, Any]:
+        """Call any plugin syscall on this model; its result as a dict."""
+        return self.client.call(syscall, model=self.target, **args)
+
+    def translate(
+        self, text: str, *, source_lang: str = "en", target_lang: str, **args: Any
+    ) -> str:
+        """``text`` translated (ISO 639-1 codes); see the ``translate`` syscall."""
+        args.update(text=text, source_lang=source_lang, target_lang=target_lang)
+        return str(self.call("translate", **args)["text"])
+
+    def summarize(self, text: str, max_words: int = 100, **args: Any) -> str:
+        """A summary of at most ``max_words`` words; see the ``summarize`` syscall."""
+        return str(self.call("summarize", text=text, max_words=max_words, **args)["summary"])
+
+    def codegen(self, description: str, language: str = "python", **args: Any) -> str:
+        """Code for ``description`` (code only); see the ``codegen`` syscall for the check."""
+        result = self.call("codegen", description=description, language=language, **args)
+        return str(result["code"])
+
+    def compose(self, description: str, **args: Any) -> dict[str, Any]:
+        """A tune: its ABC text and MIDI/WAV paths; see the ``compose`` syscall."""
+        return self.call("compose", description=description, **args)
+
+    def ask(self, question: str, context: str | None = None, **args: Any) -> str:
+        """An answer to ``question``, from ``context`` if given; see the ``ask`` syscall."""
+        return str(self.call("ask", question=question, context=context, **args)["answer"])
 
     def close(self) -> None:
         """Close the connection; the model stays loaded until its keep-alive runs out."""

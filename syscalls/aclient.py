@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -28,6 +28,8 @@ from llmos.syscalls.calls import (
     StreamRequest,
     expect,
     hello_request,
+    plugin_call,
+    plugin_result,
     raise_if_error,
     spawn_request,
     stream_pid,
@@ -48,6 +50,7 @@ from llmos.syscalls.replies import (
     ModelsReply,
     Ok,
     PageEntry,
+    PluginsReply,
     ProcInfo,
     ProcReply,
     PsReply,
@@ -63,6 +66,7 @@ from llmos.syscalls.requests import (
     Load,
     Meminfo,
     Models,
+    Plugins,
     Proc,
     Ps,
     Renice,
@@ -189,9 +193,25 @@ class AsyncClient:
 
     # -- syscalls ---------------------------------------------------------
 
-    async def call(self, request: Request) -> Reply:
-        """Send any request (its ``id`` is replaced) and return its one reply; raise its error."""
+    @overload
+    async def call(self, request: Request, /) -> Reply: ...
+
+    @overload
+    async def call(self, request: str, /, **args: Any) -> dict[str, Any]: ...
+
+    async def call(self, request: Request | str, /, **args: Any) -> Reply | dict[str, Any]:
+        """Send any request (its ``id`` is replaced) and return its one reply; raise its error.
+
+        With a name, call that plugin syscall (``client.call("translate", text=...,
+        target_lang="zh")``) and return its result as a dict.
+        """
+        if isinstance(request, str):
+            return plugin_result(await self._call(plugin_call(request, args), self.timeout))
         return await self._call(request, self.timeout)
+
+    async def plugins(self) -> PluginsReply:
+        """The kernel's plugins, the syscalls they add and the model presets."""
+        return expect(await self._call(Plugins(), self.timeout), PluginsReply)
 
     async def spawn(
         self,

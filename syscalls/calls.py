@@ -24,8 +24,8 @@ from llmos.syscalls.errors import (
     error_from_code,
 )
 from llmos.syscalls.protocol import PROTOCOL_VERSION, decode_reply
-from llmos.syscalls.replies import Error, Ok, Reply, Spawned, Waited
-from llmos.syscalls.requests import Hello, Message, Spawn, Stream, Write
+from llmos.syscalls.replies import CallResult, Error, Ok, Reply, Spawned, Waited
+from llmos.syscalls.requests import Call, Hello, Message, Spawn, Stream, Write
 from llmos.syscalls.sampling import SamplingParams
 
 R = TypeVar("R", bound=Reply)
@@ -218,3 +218,22 @@ def stream_pid(request: StreamRequest, head: Reply) -> int:
         return expect(head, Spawned).pid
     expect(head, Ok)
     return request.pid
+
+
+def plugin_call(name: str, args: Mapping[str, Any]) -> Call:
+    """The request for plugin syscall ``name`` with keyword ``args`` (None values dropped)."""
+    given = {key: value for key, value in args.items() if value is not None}
+    try:
+        payload = msgspec.msgpack.encode(given)
+    except TypeError as exc:
+        raise InvalidArgument(f"arguments of {name} cannot be sent: {exc}") from None
+    return Call(name=name, args=msgspec.Raw(payload))
+
+
+def plugin_result(reply: Reply) -> dict[str, Any]:
+    """The decoded result of a plugin syscall."""
+    result = expect(reply, CallResult)
+    decoded = msgspec.msgpack.decode(result.result)
+    if not isinstance(decoded, dict):
+        raise ProtocolError(f"{result.name} returned a {type(decoded).__name__}, not a map")
+    return decoded

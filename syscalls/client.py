@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -30,6 +30,8 @@ from llmos.syscalls.calls import (
     StreamRequest,
     expect,
     hello_request,
+    plugin_call,
+    plugin_result,
     raise_if_error,
     spawn_request,
     stream_pid,
@@ -50,6 +52,7 @@ from llmos.syscalls.replies import (
     ModelsReply,
     Ok,
     PageEntry,
+    PluginsReply,
     ProcInfo,
     ProcReply,
     PsReply,
@@ -65,6 +68,7 @@ from llmos.syscalls.requests import (
     Load,
     Meminfo,
     Models,
+    Plugins,
     Proc,
     Ps,
     Renice,
@@ -176,9 +180,25 @@ class Client:
 
     # -- syscalls ---------------------------------------------------------
 
-    def call(self, request: Request) -> Reply:
-        """Send any request (its ``id`` is replaced) and return its one reply; raise its error."""
+    @overload
+    def call(self, request: Request, /) -> Reply: ...
+
+    @overload
+    def call(self, request: str, /, **args: Any) -> dict[str, Any]: ...
+
+    def call(self, request: Request | str, /, **args: Any) -> Reply | dict[str, Any]:
+        """Send any request (its ``id`` is replaced) and return its one reply; raise its error.
+
+        With a name, call that plugin syscall (``client.call("translate", text=...,
+        target_lang="zh")``) and return its result as a dict.
+        """
+        if isinstance(request, str):
+            return plugin_result(self._call(plugin_call(request, args), self.timeout))
         return self._call(request, self.timeout)
+
+    def plugins(self) -> PluginsReply:
+        """The kernel's plugins, the syscalls they add and the model presets."""
+        return expect(self._call(Plugins(), self.timeout), PluginsReply)
 
     def spawn(
         self,

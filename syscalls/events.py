@@ -28,6 +28,8 @@ class ExitEvent(Reply, tag="exit"):
     pid: int
     status: str
     error: str | None = None
+    uid: int = 0
+    model: str = ""
 
 
 Event = TokenEvent | WaitingEvent | ExitEvent

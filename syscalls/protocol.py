@@ -18,6 +18,7 @@ from llmos.syscalls.errors import (
 )
 from llmos.syscalls.events import ExitEvent, TokenEvent, WaitingEvent
 from llmos.syscalls.replies import (
+    CallResult,
     Error,
     Forked,
     HelloReply,
@@ -25,6 +26,7 @@ from llmos.syscalls.replies import (
     MeminfoReply,
     ModelsReply,
     Ok,
+    PluginsReply,
     ProcReply,
     PsReply,
     Reply,
@@ -52,6 +54,8 @@ REPLY_TYPES: tuple[type[Reply], ...] = (
     SchedReply,
     ModelsReply,
     Loaded,
+    CallResult,
+    PluginsReply,
     TokenEvent,
     WaitingEvent,
     ExitEvent,

@@ -188,6 +188,8 @@ class ModelInfo(msgspec.Struct, kw_only=True):
 
     name: str
     loaded: bool
+    preset: str = ""
+    task: str = ""
     source: str = ""
     arch: str = ""
     dtype: str = ""
@@ -208,3 +210,36 @@ class Loaded(Reply, tag="loaded"):
     """A model now resident."""
 
     model: ModelInfo
+
+
+class CallResult(Reply, tag="result"):
+    """A plugin syscall's result: msgpack of the Struct the plugin declared."""
+
+    name: str
+    result: msgspec.Raw
+
+
+class SyscallInfo(msgspec.Struct, kw_only=True):
+    """One plugin syscall: its name, its documentation and its parameters' fields."""
+
+    name: str
+    plugin: str
+    doc: str = ""
+    params: list[str] = msgspec.field(default_factory=list)
+
+
+class PluginInfo(msgspec.Struct, kw_only=True):
+    """A loaded plugin."""
+
+    name: str
+    version: str
+    hooks: list[str]
+    syscalls: list[str] = msgspec.field(default_factory=list)
+
+
+class PluginsReply(Reply, tag="plugins"):
+    """The kernel's plugins, the syscalls they add, and the model presets."""
+
+    plugins: list[PluginInfo]
+    syscalls: list[SyscallInfo] = msgspec.field(default_factory=list)
+    presets: dict[str, str] = msgspec.field(default_factory=dict)

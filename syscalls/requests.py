@@ -155,6 +155,18 @@ class Unload(Request, tag="unload"):
     model: str
 
 
+class Call(Request, tag="call"):
+    """Call a syscall a plugin added (``translate``, ``summarize``...); ``args`` is a
+    msgpack map of its parameters, checked against the Struct the plugin declared."""
+
+    name: str
+    args: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"\x80"))
+
+
+class Plugins(Request, tag="plugins"):
+    """The loaded plugins, their hooks and the syscalls they add (like ``lsmod``)."""
+
+
 class Shutdown(Request, tag="shutdown"):
     """Stop the kernel (owner or root). Running processes end with status ``shutdown``,
     or with ``hibernate`` are written to disk and resume in the next kernel; stopped
@@ -180,5 +192,7 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     Models,
     Load,
     Unload,
+    Call,
+    Plugins,
     Shutdown,
 )

@@ -1,4 +1,5 @@
-"""Suite-wide guards: no test touches the user's llmos data directory."""
+"""Suite-wide guards: no test touches the user's llmos data directory, and only the
+built-in plugins load."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from llmos.plugins.manager import DEFAULT_PLUGINS
+
+BUILTIN_PLUGINS = tuple(module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     patch = pytest.MonkeyPatch()
     patch.setenv("LLMOS_DATA_DIR", str(tmp_path_factory.mktemp("llmos-data")))
+    # the built-in plugins only: never whatever else happens to be installed
+    patch.setenv("LLMOS_PLUGINS", ",".join(BUILTIN_PLUGINS))
     yield
     patch.undo()
 
