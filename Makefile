@@ -19,14 +19,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# System packages, installed only as root where apt-get exists. None are needed
-# yet; add them to APT_PACKAGES.
-APT_PACKAGES :=
+# System packages, installed only as root where apt-get exists: fluidsynth and
+# the GM soundfont render music (without them the music plugin falls back to its
+# own small synthesiser, so a failed install is not fatal).
+APT_PACKAGES := fluidsynth fluid-soundfont-gm
 apt-deps:
 	@if [ -z "$(strip $(APT_PACKAGES))" ]; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES); \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			$(APT_PACKAGES)) || echo "apt-deps: could not install $(APT_PACKAGES)"; \
 	else \
 		echo "apt-deps: not root or no apt-get; install by hand: $(APT_PACKAGES)"; \
 	fi

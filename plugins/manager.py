@@ -2,8 +2,11 @@
 
 ``LLMOS_PLUGINS`` limits which load: unset loads all; ``none`` loads none; a
 comma-separated list loads only those names (a built-in's name is its
-module's last part, an outside plugin's its entry-point name). Tests set it,
-so they never load whatever happens to be installed.
+module's last part, an outside plugin's its entry-point name); a dotted name
+in the list (``mypkg.plugin``) is imported as a module and loaded too. Tests
+set it, so they never load whatever happens to be installed. A plugin that
+fails to import, or implements a hook no spec knows (a misspelt name), is
+logged and left out; the others load.
 """
 
 from __future__ import annotations
@@ -62,8 +65,21 @@ def plugin_manager(spec: str | None = None) -> pluggy.PluginManager:
     for entry in importlib.metadata.entry_points(group=GROUP):
         if (allowed is None or entry.name in allowed) and pm.get_plugin(entry.name) is None:
             register(pm, entry.name, entry.load)
-    pm.check_pending()
+    for module_name in sorted(name for name in allowed or () if "." in name):
+        register(pm, module_name, lambda module=module_name: importlib.import_module(module))
+    drop_unknown_hooks(pm)
     return pm
+
+
+def drop_unknown_hooks(pm: pluggy.PluginManager) -> None:
+    """``check_pending``: a plugin with a hook no spec knows (misspelt) is unregistered."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            log.error("plugin %s left out: %s", pm.get_name(exc.plugin), exc)
+            pm.unregister(exc.plugin)
 
 
 def register(pm: pluggy.PluginManager, name: str, load: Callable[[], object]) -> None:
