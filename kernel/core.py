@@ -199,8 +199,7 @@ class KernelCore:
                 log.exception("step of %s failed", model.name)
                 self.fail(model.engine, f"engine step failed: {exc!r}")
                 continue
-            events = [event for out in outputs for event in step_events(out)]
-            self.events.extend(self.with_owner(event) for event in events)
+            self.events.extend(event for out in outputs for event in step_events(out))
 
     def with_owner(self, event: Any) -> Any:
         """An exit event with its process's uid and model."""
@@ -268,7 +267,7 @@ class KernelCore:
 
     def take_events(self) -> list[Any]:
         events, self.events = self.events, []
-        return events
+        return [self.with_owner(event) for event in events]
 
     # -- models and memory -----------------------------------------------
 
@@ -315,7 +314,7 @@ class KernelCore:
 
 def step_events(out: StepOutput) -> list[Any]:
     """The stream events of one process's step (an exit's uid and model are filled in
-    by :meth:`KernelCore.step`)."""
+    by :meth:`KernelCore.take_events`)."""
     events: list[Any] = [TokenEvent(pid=out.pid, text=out.text, token_ids=[out.token_id])]
     if out.turn_end is not None:
         events.append(WaitingEvent(pid=out.pid, finish=out.turn_end.value))

@@ -91,11 +91,13 @@ class PluginHost:
         return CallResult(name=spec.name, result=msgspec.Raw(msgspec.msgpack.encode(result)))
 
     def process_exit(self, pid: int, uid: int, model: str, status: str) -> None:
-        """Tell plugins a process exited; a failing plugin is logged, not fatal."""
-        try:
-            self.pm.hook.llmos_process_exit(pid=pid, uid=uid, model=model, status=status)
-        except Exception:
-            log.exception("a plugin's llmos_process_exit failed")
+        """Tell every plugin a process exited; one that fails is logged and the others
+        still hear of it."""
+        for impl in self.pm.hook.llmos_process_exit.get_hookimpls():
+            try:
+                impl.function(pid=pid, uid=uid, model=model, status=status)
+            except Exception:
+                log.exception("plugin %s: llmos_process_exit failed", impl.plugin_name)
 
     def infos(self) -> PluginsReply:
         """``llmosctl plugins``."""

@@ -10,8 +10,10 @@ kernel's loop and waits for the answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
 from llmos.kernel.plugin_handle import PluginHandle
@@ -71,15 +73,25 @@ class ThreadedHandle:
         return await asyncio.to_thread(fn, *args)
 
 
+def settle(resolve: Callable[[Any], None], outcome: Any) -> None:
+    """Resolve a future unless the kernel stopped waiting (it timed out and cancelled it)."""
+    with contextlib.suppress(InvalidStateError):
+        resolve(outcome)
+
+
 async def anext_or_none(chunks: AsyncIterator[str]) -> str:
     return await chunks.__anext__()
 
 
 class PluginThreads:
-    """Runs handlers, each on a fresh event loop in a worker thread."""
+    """Runs handlers, each on a fresh event loop in its own daemon thread.
+
+    Daemon threads, so a handler that never returns cannot keep the kernel's
+    process alive after shutdown; a semaphore bounds how many run at once.
+    """
 
     def __init__(self) -> None:
-        self.executor = ThreadPoolExecutor(MAX_PLUGIN_THREADS, thread_name_prefix="llmos-plugin")
+        self.slots = asyncio.Semaphore(MAX_PLUGIN_THREADS)
 
     async def run(
         self,
@@ -91,19 +103,25 @@ class PluginThreads:
         """``await handler(handle, params)`` on a worker thread, within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         threaded = ThreadedHandle(handle, loop)
+        result: Future[T] = Future()
 
-        def run_on_thread() -> T:
+        def run_on_thread() -> None:
             async def main() -> T:
                 return await handler(threaded, params)
 
-            return asyncio.run(main())
+            try:
+                value = asyncio.run(main())
+            except BaseException as exc:  # handed to the kernel's loop, never raised here
+                settle(result.set_exception, exc)
+            else:
+                settle(result.set_result, value)
 
-        try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self.executor, run_on_thread), timeout
-            )
-        finally:
-            threaded.is_closed = True
+        async with self.slots:
+            threading.Thread(target=run_on_thread, name="llmos-plugin", daemon=True).start()
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(result), timeout)
+            finally:
+                threaded.is_closed = True
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to join: a handler still running dies with the process."""

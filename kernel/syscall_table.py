@@ -123,7 +123,7 @@ class SyscallTable:
         return SysinfoReply(
             version=__version__,
             protocol=PROTOCOL_VERSION,
-            driver="torch",
+            driver=self.loader.config.driver,
             device=self.loader.config.device,
             uptime=time.monotonic() - self.started_at,
             policy=self.policy,

@@ -77,7 +77,7 @@ class Model:
 
     @property
     def target(self) -> str:
-        """What plugin syscalls are told to use: the preset (with its defaults), else the model."""
+        """What plugin syscalls are told to use: the preset, else the model."""
         return self.info.preset or self.name
 
     def call(self, syscall: str, **args: Any) -> dict[str, Any]:

@@ -123,6 +123,9 @@ def collect(pm: pluggy.PluginManager) -> Registry:
     for hook_name, register in hooks.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             registry.current_plugin = impl.plugin_name
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except Exception:
+                log.exception("plugin %s: %s failed; skipped", impl.plugin_name, hook_name)
     registry.current_plugin = ""
     return registry

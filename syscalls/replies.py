@@ -201,7 +201,7 @@ class ModelInfo(msgspec.Struct, kw_only=True):
 
 
 class ModelsReply(Reply, tag="models"):
-    """Every loaded model and every preset."""
+    """Every loaded model (``plugins`` lists the presets)."""
 
     models: list[ModelInfo]
 

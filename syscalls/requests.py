@@ -139,7 +139,7 @@ class Sysinfo(Request, tag="sysinfo"):
 
 
 class Models(Request, tag="models"):
-    """Models known to the kernel: the loaded ones and the presets."""
+    """The loaded models (``plugins`` lists the presets)."""
 
 
 class Load(Request, tag="load"):
