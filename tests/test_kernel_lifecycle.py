@@ -133,13 +133,14 @@ def test_another_uid_cannot_kill_your_process(tiny_model_dir: Path) -> None:
         assert stat.S_IMODE(kernel.socket.stat().st_mode) == 0o660
         with Client(kernel.socket) as owner:
             pid = owner.spawn("hello", **LONG)
+            owner.kill(pid, "STOP")  # parked, so it is surely still alive below
             intruder = subprocess.run(
                 [sys.executable, "-c", INTRUDER, str(kernel.socket), str(pid)],
                 capture_output=True,
                 timeout=60,
             )
             assert intruder.stdout.decode().strip() == "EPERM 65534", intruder.stderr.decode()
-            assert owner.proc(pid).state in ("ready", "running")
+            assert owner.proc(pid).state == "stopped"
             owner.kill(pid)
             owner.wait(pid)
 
@@ -196,6 +197,7 @@ def test_kill_needs_owner_through_the_credentials_seam(tiny_model_dir: Path) -> 
     """Where no second user exists, the one seam that reads SO_PEERCRED is replaced."""
     with kernel_with_uids([str(tiny_model_dir)]) as (path, set_uid), Client(path) as alice:
         pid = alice.spawn("hello", **LONG)
+        alice.kill(pid, "STOP")  # parked, so it is surely still alive below
         set_uid(1000)
         with Client(path) as mallory:
             assert (alice.uid, mallory.uid) == (0, 1000)
@@ -208,7 +210,7 @@ def test_kill_needs_owner_through_the_credentials_seam(tiny_model_dir: Path) -> 
                 mallory.shutdown()
             with pytest.raises(PermissionDenied):
                 mallory.spawn("hi", nice=-5)
-        assert alice.proc(pid).state in ("ready", "running")
+        assert alice.proc(pid).state == "stopped"
         alice.kill(pid)
         assert alice.wait(pid).proc.exit_status == "killed"
 
