@@ -16,7 +16,7 @@ import msgspec
 
 from llmos.kernel.channels import LAGGED
 from llmos.kernel.syscall_table import Streaming, SyscallTable
-from llmos.syscalls.errors import Interrupted, LlmosError, ProtocolError
+from llmos.syscalls.errors import Busy, Interrupted, LlmosError, ProtocolError
 from llmos.syscalls.events import is_terminal
 from llmos.syscalls.framing import FramingError, frame, read_frame
 from llmos.syscalls.protocol import BadRequest, decode_request, encode, error_reply
@@ -26,6 +26,7 @@ from llmos.syscalls.requests import Hello, Request, Sysinfo
 log = logging.getLogger("llmos.kernel")
 
 HIGH_WATER = 1 << 20  # bytes queued for a client before a stream waits for it
+MAX_IN_FLIGHT = 1024  # calls one connection may have pending; more get EBUSY
 
 
 class Connection:
@@ -74,6 +75,9 @@ class Connection:
             self.send(error_reply(request.id, ProtocolError("say hello first")))
         elif isinstance(request, Sysinfo):
             self.send(stamp(self.syscalls.sysinfo(), request.id))
+        elif len(self.tasks) >= MAX_IN_FLIGHT:
+            busy = Busy(f"{MAX_IN_FLIGHT} calls already in flight on this connection")
+            self.send(error_reply(request.id, busy))
         else:
             task = asyncio.create_task(self.run(request))
             self.tasks.add(task)

@@ -1,0 +1,60 @@
+"""bench/syscalls.py runs end to end (smallest sizes, tiny random model) and prints its table."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = r"[\d,]+"
+MICROS = r"[\d.]+"
+RATIO = r"[\d.]+x"
+
+
+def test_syscalls_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "syscalls.py"),
+            "--quick",
+            "--tiny",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    text = proc.stdout
+    assert proc.returncode == 0, text + proc.stderr
+    assert re.search(r"^metric\s+echo floor\s+kernel\s+ratio$", text, re.M), text
+    for label, value in [
+        (r"latency p50 \(us\)", MICROS),
+        (r"latency p99 \(us\)", MICROS),
+        (r"calls/s, 1 client", RATE),
+        (r"calls/s, 16 clients", RATE),
+    ]:
+        assert re.search(rf"^{label}\s+{value}\s+{value}\s+{RATIO}$", text, re.M), (label, text)
+    assert re.search(rf"^SDK Client.sysinfo p50 \(us\)\s+-\s+{MICROS}\s", text, re.M), text
+    assert re.search(r"^target p50 vs floor: [\d.]+x \(<= 1.5x\) (PASS|MISS)$", text, re.M), text
+    assert re.search(r"^target calls/s, 16 clients: [\d,]+ \(>= 20,000\) (PASS|MISS)$", text, re.M)
+    assert re.search(
+        r"^target streaming tokens/s lost: -?[\d.]+% \(<= 5.0%\) (PASS|MISS)$", text, re.M
+    )
+    report = json.loads(out.read_text())
+    for side in ("echo", "kernel"):
+        figures = report["rpc"][side]
+        assert all(figures[k] > 0 for k in ("p50_us", "p99_us", "calls_s_1", "calls_s_16"))
+    assert report["rpc"]["kernel"]["sdk_p50_us"] > 0
+    streaming = report["streaming"]
+    assert streaming["in_process_tok_s"] > 0 and streaming["kernel_tok_s"] > 0
+    assert [t["target"] for t in report["targets"]] == [
+        "p50 vs floor",
+        "calls/s, 16 clients",
+        "streaming tokens/s lost",
+    ]
