@@ -27,7 +27,7 @@ from llmos.kernel.process import ExitStatus, Process, ProcessState
 from llmos.kernel.procinfo import proc_info
 from llmos.kernel.prompt import Prompt
 from llmos.kernel.vmstat import page_map, pool_info
-from llmos.syscalls.errors import InvalidArgument, NotFound, PermissionDenied
+from llmos.syscalls.errors import InvalidArgument, LlmosError, NotFound, PermissionDenied
 from llmos.syscalls.events import ExitEvent, TokenEvent, WaitingEvent
 from llmos.syscalls.replies import (
     MeminfoReply,
@@ -69,7 +69,7 @@ class KernelCore:
         live = [p for p in self.table.values() if p.is_live]
         quotas = model.engine.scheduler.quotas
         quotas.check_spawn(uid, live, 1, model.engine.memory.page_size)
-        model.engine.add(
+        process = model.engine.add(
             prompt_of(request),
             request.params,
             pid=pid,
@@ -78,7 +78,13 @@ class KernelCore:
             nice=request.nice,
             model=model.name,
         )
-        self.table[pid] = model.engine.processes[pid]
+        try:  # the page quota can only be checked once the prompt is tokenized
+            quotas.check_spawn(uid, live, process.num_tokens + 1, model.engine.memory.page_size)
+        except LlmosError:
+            model.engine.kill(pid)
+            model.engine.processes.pop(pid)
+            raise
+        self.table[pid] = process
         model.touch()
 
     def renice(self, uid: int, pid: int, nice: int) -> None:

@@ -104,6 +104,7 @@ class Scheduler:
 
     def set_policy(self, policy: Policy) -> None:
         """Switch policies; the new one learns of every queued process."""
+        policy.step = self.policy.step  # one clock: admitted_step stays comparable
         for process in [*self.running, *self.waiting]:
             policy.on_arrive(process)
         self.policy = policy

@@ -169,12 +169,6 @@ def test_a_spawn_over_the_process_quota_fails_with_ebusy(
                 root.wait(pid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: KernelCore.spawn calls Quotas.check_spawn with num_tokens=1 instead "
-    "of the prompt's length, so a prompt larger than quota_pages is accepted and then "
-    "waits in the ready queue forever (admission never allows it) instead of ENOMEM",
-)
 def test_a_prompt_over_the_page_quota_fails_with_enomem_at_spawn(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -342,12 +342,6 @@ def test_switching_policy_mid_run_leaves_every_process_schedulable(
     assert result.is_complete and not sim.is_stuck
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: Scheduler.set_policy starts the new policy's step clock at 0 while "
-    "running processes keep admitted_step from the old clock, so the min_run_steps guard "
-    "blocks every preemption by rank for as many steps as ran before the switch",
-)
 def test_a_policy_switch_keeps_preemption_working() -> None:
     warmup = [Request(at_step(4 * i), 8, 3) for i in range(100)]
     late_longs = [Request(at_step(420), 8, 2000, nice=19) for _ in range(2)]
