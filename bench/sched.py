@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/sched.py                   # the simulator only (seconds)
     .venv/bin/python bench/sched.py --quick           # a smaller simulated workload (smoke)
-    .venv/bin/python bench/sched.py --real            # + the real model (smollm2, ~10 min)
-    .venv/bin/python bench/sched.py --real --quick    # + a smaller real workload
+    .venv/bin/python bench/sched.py --real            # + the real model: 168 requests, 43k tokens
+    .venv/bin/python bench/sched.py --real --quick    # + 78 real requests, 11k tokens
     .venv/bin/python bench/sched.py --json out.json
 
 The workload: requests arrive over time (Poisson), half short (prompt 16-64
@@ -24,7 +24,8 @@ The simulator is the kernel's own Engine over tests/sim_driver.py's SimDriver, a
 cost-model test double of the torch driver (a step costs 25 ms + 1 ms per token,
 the default model's figures on the 2-core development CPU; no swap tier, so
 victims are recomputed): deterministic, seconds to run. ``--real`` runs the same
-mix (fewer requests) on SmolLM2-135M in-process, arrivals on the wall clock.
+mix (over a shorter time) on SmolLM2-135M in-process, arrivals on the wall clock;
+every policy gets a fresh engine (its own pages and prefix cache) on one loaded model.
 
 Scheduler overhead: the time per step in ``Scheduler.schedule()`` plus
 ``account_step`` (timed by wrapping both) with 64 processes decoding, against

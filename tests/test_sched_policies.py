@@ -118,9 +118,10 @@ def test_priority_aging_bounds_the_wait_of_a_low_priority_process(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="kernel bug: priority ages a waiting process by a fraction of a nice level per "
-    "step, so it outranks running processes of the same nice at once and preempts one "
-    "every min_run_steps: equal-nice work is time-sliced, each slice a recompute",
+    reason="kernel bug: priority ages by a fraction of a nice level per step with no "
+    "margin, so a waiting process outranks a running one of the same nice as soon as it "
+    "has waited longer, and preempts it once min_run_steps allows: equal-nice work is "
+    "time-sliced every min_run_steps steps, each slice a recompute or a swap",
 )
 def test_priority_does_not_preempt_among_equal_nice() -> None:
     result = simulate("priority", long_jobs(12, output=100), max_num_seqs=4, cost=CHEAP)
@@ -129,10 +130,10 @@ def test_priority_does_not_preempt_among_equal_nice() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="kernel bug: a process admitted by aging runs at its own nice again, so it is "
-    "the first victim after min_run_steps; recomputed (no swap, no prefix cache) it loses "
-    "its prefill each time and a long prompt never reaches its first token while better "
-    "work keeps arriving",
+    reason="kernel bug: once aging admits it, the processes still waiting keep aging and "
+    "overtake it again after min_run_steps (fractional aging, no margin); recomputed (no "
+    "swap, no prefix cache) it recomputes its whole context each time, so a long one "
+    "finishes only after the better work stops arriving",
 )
 def test_priority_aging_lets_a_long_prompt_finish_without_swap_or_cache() -> None:
     stream = [Request(at_step(4 * i), 16, 8) for i in range(1500)]
