@@ -30,8 +30,8 @@ Every figure sits beside a baseline measured in the same run:
    workload sharing a long system prompt (hit rate, speed-up).
 
 Section 6 (and 5, sampled in the same runs) goes first, on two freshly loaded
-engines alike but for ``prefix_cache``; sections 1-4 then use the one with the
-cache on (the default configuration). The CPU is both "device" and "host" here;
+engines alike but for ``prefix_cache``; sections 1-4 then share a third, freshly
+loaded engine of the default configuration (cache on). The CPU is both "device" and "host" here;
 the disk tier and the image file are read back from the page cache. Figures
 from a busy machine are noisy: the ``other-cpu`` column gives the cores other
 processes used during each section.
@@ -40,16 +40,18 @@ processes used during each section.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import random
+import resource
 import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -217,6 +219,17 @@ def seconds_of(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def measured(fn: Callable[[], object]) -> tuple[float, int]:
+    """Seconds and minor page faults (first touches of fresh memory) of one call."""
+    faults, start = minor_faults(), time.perf_counter()
+    fn()
+    return time.perf_counter() - start, minor_faults() - faults
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(seconds_of(fn) for _ in range(repeats))
 
@@ -339,18 +352,19 @@ def tiers_of(process: Process) -> set[Tier]:
     return {tier for tier, _ in process.swapped.values()}
 
 
-def swap_cycle(engine: Engine, on_host: Process, on_disk: Process) -> dict[str, float]:
-    """Stop both (host fills, the second goes to disk), then bring both back; the times."""
-    times = {
-        "device->host": seconds_of(lambda: engine.signal(on_host.pid, "STOP")),
-        "device->disk": seconds_of(lambda: engine.signal(on_disk.pid, "STOP")),
+def swap_cycle(engine: Engine, on_host: Process, on_disk: Process) -> dict[str, tuple[float, int]]:
+    """Stop both (host fills, the second goes to disk), then bring both back; the seconds
+    and page faults of each move."""
+    found = {
+        "device->host": measured(lambda: engine.signal(on_host.pid, "STOP")),
+        "device->disk": measured(lambda: engine.signal(on_disk.pid, "STOP")),
     }
     if tiers_of(on_host) != {Tier.HOST} or tiers_of(on_disk) != {Tier.DISK}:
         raise RuntimeError(f"swap went to {tiers_of(on_host)} and {tiers_of(on_disk)}")
-    times["host->device"] = seconds_of(lambda: resume(engine, on_host))
-    times["disk->device"] = seconds_of(lambda: resume(engine, on_disk))
+    found["host->device"] = measured(lambda: resume(engine, on_host))
+    found["disk->device"] = measured(lambda: resume(engine, on_disk))
     assert not on_host.swapped and not on_disk.swapped
-    return times
+    return found
 
 
 def bench_swap(
@@ -360,8 +374,11 @@ def bench_swap(
     num_bytes = len(on_disk.block_table) * engine.driver.page_bytes
     swap_cycle(engine, on_host, on_disk)  # first touch of the host tensor and the swap file
     cycles = [swap_cycle(engine, on_host, on_disk) for _ in range(sizes.num_swaps)]
-    medians = {way: statistics.median(c[way] for c in cycles) for way in cycles[0]}
+    medians = {way: statistics.median(c[way][0] for c in cycles) for way in cycles[0]}
+    faults = {way: statistics.median(c[way][1] for c in cycles) for way in cycles[0]}
     copy = copy_seconds(num_bytes, engine.driver.dtype, sizes.num_copies)
+    x = filled(num_bytes, engine.driver.dtype)
+    _, copy_faults = measured(lambda: torch.empty_like(x).copy_(x))
     warm_copy = copy_seconds(num_bytes, engine.driver.dtype, sizes.num_copies, fresh=False)
     scratch = folder / "same-bytes.raw"
     scratch.write_bytes(filled(num_bytes, torch.uint8).numpy().tobytes())
@@ -393,6 +410,8 @@ def bench_swap(
         "seconds": medians,
         "copy_seconds": copy,
         "warm_copy_seconds": warm_copy,
+        "faults": faults,
+        "copy_faults": copy_faults,
         "read_seconds": read,
     }
     rows.append(bench_hibernate(engine, on_host, sizes, folder, report))
@@ -653,8 +672,13 @@ def print_notes(report: dict[str, Any]) -> None:
     swap = report["swap"]
     fresh, warm = (swap["bytes"] / swap[key] / 1e9 for key in ("copy_seconds", "warm_copy_seconds"))
     print(
-        f"page copies: torch.empty_like(x).copy_(x) {fresh:.2f} GB/s (fresh memory, page faults "
-        f"included); into memory written before {warm:.2f} GB/s"
+        f"page copies: torch.empty_like(x).copy_(x) {fresh:.2f} GB/s; into memory written "
+        f"before {warm:.2f} GB/s"
+    )
+    moves = ", ".join(f"{way} {num:.0f}" for way, num in swap["faults"].items())
+    print(
+        f"page faults per move: {moves}; per baseline copy {swap['copy_faults']} "
+        f"({swap['bytes'] // 4096} 4-KiB pages in the bytes moved)"
     )
     cow = report["cow"]
     print(
@@ -721,50 +745,51 @@ def engine_configs(args: argparse.Namespace, sizes: Sizes, hf_folder: Path) -> d
     }
 
 
-def run_sections(
-    args: argparse.Namespace, sizes: Sizes, folder: Path, report: dict[str, Any]
-) -> list[Row]:
-    model, hf_folder = prepare_model(args, folder)
-    settings = engine_configs(args, sizes, hf_folder)
-    report["engine"] = settings
+@contextlib.contextmanager
+def loaded(
+    model: str, settings: dict[str, Any], data_dir: Path | None, names: tuple[str, ...]
+) -> Iterator[dict[str, Engine]]:
+    """Fresh engines by name ("on"/"off": the prefix cache); their swap files go after."""
     engines: dict[str, Engine] = {}
     try:
-        for name in ("on", "off"):
-            config = EngineConfig(**settings, prefix_cache=name == "on")
-            engines[name] = Engine.from_model(model, config, args.data_dir)
-        return run_in_order(engines, sizes, hf_folder, folder, args.seed, report)
+        for name in names:
+            config = EngineConfig(**settings, prefix_cache=name != "off")
+            engines[name] = Engine.from_model(model, config, data_dir)
+        yield engines
     finally:
         for engine in engines.values():
             engine.close()
 
 
-def run_in_order(
-    engines: dict[str, Engine],
-    sizes: Sizes,
-    hf_folder: Path,
-    folder: Path,
-    seed: int,
-    report: dict[str, Any],
+def run_sections(
+    args: argparse.Namespace, sizes: Sizes, folder: Path, report: dict[str, Any]
 ) -> list[Row]:
-    """The workloads first, while both engines are fresh (the prefix-cache comparison
-    wants them alike); then sections 1-4 on the default (prefix cache on) engine."""
-    main = engines["on"]
+    """The workloads on two fresh engines alike but for the prefix cache; then sections
+    1-4 on a fresh engine of the default configuration (so each starts from a clean pool)."""
+    model, hf_folder = prepare_model(args, folder)
+    settings = engine_configs(args, sizes, hf_folder)
+    report["engine"] = settings
     pool = token_pool(hf_folder / "tokenizer.json", 2 * max(sizes.fork_lengths) + 600)
-    prompts = Prompts(pool, main.tokenizer.vocab_size, seed)
-    sections: dict[str, Callable[[], list[Row]]] = {
-        "workloads": lambda: bench_workloads(engines, prompts, sizes, report),
-        "fork": lambda: bench_fork(main, prompts, sizes, report),
-        "copy-on-write": lambda: bench_cow(main, prompts, sizes, report),
-        "swap and hibernation": lambda: bench_swap(main, prompts, sizes, folder, report),
-    }
     found: dict[str, list[Row]] = {}
-    for name, section in sections.items():
-        meter, start = other_cpu_meter(), time.perf_counter()
-        found[name] = section()
-        for row in found[name]:
-            row.other_cpu = meter()
-        print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    with loaded(model, settings, args.data_dir, ("on", "off")) as engines:
+        prompts = Prompts(pool, engines["on"].tokenizer.vocab_size, args.seed)
+        measure(found, "workloads", lambda: bench_workloads(engines, prompts, sizes, report))
+    with loaded(model, settings, args.data_dir, ("on",)) as engines:
+        main = engines["on"]
+        measure(found, "fork", lambda: bench_fork(main, prompts, sizes, report))
+        measure(found, "copy-on-write", lambda: bench_cow(main, prompts, sizes, report))
+        swap = "swap and hibernation"
+        measure(found, swap, lambda: bench_swap(main, prompts, sizes, folder, report))
     return [row for name in TABLE_ORDER for row in found[name]]
+
+
+def measure(found: dict[str, list[Row]], name: str, section: Callable[[], list[Row]]) -> None:
+    """Run one section; note the other processes' CPU use on its rows."""
+    meter, start = other_cpu_meter(), time.perf_counter()
+    found[name] = section()
+    for row in found[name]:
+        row.other_cpu = meter()
+    print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
