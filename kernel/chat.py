@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmos.kernel.prompt import Prompt
+from llmos.syscalls.errors import InvalidArgument
+
 
 def next_turn(
     tokenizer: Any, token_ids: list[int], messages: list[dict[str, str]], content: str
@@ -34,3 +37,13 @@ def common_prefix(a: list[int], b: list[int]) -> int:
         if a[index] != b[index]:
             return index
     return size
+
+
+def chat_history(prompt: Prompt) -> list[dict[str, str]]:
+    """The conversation so far of a chat process's first prompt."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    items: list[Any] = list(prompt)
+    if all(isinstance(item, dict) for item in items):
+        return [{str(k): str(v) for k, v in item.items()} for item in items]
+    raise InvalidArgument("a chat process starts from chat messages or a string, not token ids")

@@ -13,7 +13,6 @@ hit a stop condition (their pages go back to the allocator).
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.drivers.loaders.registry import load_checkpoint
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
+from llmos.drivers.torch.swap_space import swap_file_path
 from llmos.kernel.accounting import account_copy, account_step
-from llmos.kernel.chat import next_turn
+from llmos.kernel.chat import chat_history, next_turn
 from llmos.kernel.config import EngineConfig
 from llmos.kernel.costs import CostModel
 from llmos.kernel.drivers import driver_factory
@@ -120,7 +120,7 @@ class Engine:
             max_model_len=config.max_model_len,
             host_swap=config.host_swap,
             disk_swap=config.disk_swap,
-            swap_file=swap_file_path(data_dir),
+            swap_file=swap_file_path(resolve_data_dir(data_dir)),
         )
         return cls(driver, config)
 
@@ -147,7 +147,7 @@ class Engine:
         exiting. ``attributes`` are PCB fields the kernel sets (uid, ppid, nice, model).
         """
         params = (params or SamplingParams()).validate()
-        history = _history(prompt) if chat else []
+        history = chat_history(prompt) if chat else []
         token_ids = tokenize_prompt(self.tokenizer, history or prompt)
         self._check_fits(len(token_ids))
         if pid is None:
@@ -398,22 +398,3 @@ class Engine:
             exit_status=process.exit_status,
             stats={"num_preemptions": process.num_preemptions},
         )
-
-
-def swap_file_path(data_dir: Path | None) -> Path:
-    """A swap file for one engine of this kernel, under the data dir."""
-    folder = resolve_data_dir(data_dir) / "swap"
-    return folder / f"{os.getpid()}-{next(_SWAP_FILES)}.swap"
-
-
-_SWAP_FILES = itertools.count(1)
-
-
-def _history(prompt: Prompt) -> list[dict[str, str]]:
-    """The conversation so far of a chat process's first prompt."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    items: list[Any] = list(prompt)
-    if all(isinstance(item, dict) for item in items):
-        return [{str(k): str(v) for k, v in item.items()} for item in items]
-    raise InvalidArgument("a chat process starts from chat messages or a string, not token ids")

@@ -27,11 +27,16 @@ def fork(
 ) -> list[Process]:
     """Children of ``parent`` with pids ``pids`` (one params entry per child, None = the
     parent's)."""
-    if not 1 <= len(pids) <= MAX_CHILDREN:
-        raise InvalidArgument(f"fork makes 1 to {MAX_CHILDREN} children, not {len(pids)}")
+    check_num_children(len(pids))
     if parent.state not in FORKABLE:
         raise Busy(f"process {parent.pid} is {parent.state.value}; only live, runnable ones fork")
     return [spawn_child(engine, parent, pid, p) for pid, p in zip(pids, params, strict=True)]
+
+
+def check_num_children(num: int) -> None:
+    """InvalidArgument unless a fork of ``num`` children is allowed."""
+    if not 1 <= num <= MAX_CHILDREN:
+        raise InvalidArgument(f"fork makes 1 to {MAX_CHILDREN} children, not {num}")
 
 
 def spawn_child(

@@ -20,6 +20,7 @@ from llmos import __version__
 from llmos.kernel.channels import ChannelTable, Subscriber
 from llmos.kernel.core import ROOT, KernelCore
 from llmos.kernel.engine_thread import EngineThread
+from llmos.kernel.fork import check_num_children
 from llmos.kernel.loader import ModelLoader
 from llmos.kernel.plugin_host import PluginHost
 from llmos.syscalls.errors import (
@@ -149,7 +150,8 @@ class SyscallTable:
                 await self.engine.call(self.core.kill, uid, pid, signal)
                 return Ok()
             case Fork(pid=pid, n=n):
-                child_pids = [next(self._pids) for _ in range(max(0, min(n, 64)))]
+                check_num_children(n)  # before taking pids: n = 10**9 must not loop
+                child_pids = [next(self._pids) for _ in range(n)]
                 pids = await self.engine.call(self.core.fork, uid, pid, child_pids, request)
                 return Forked(pids=pids)
             case Renice(pid=pid, nice=nice):

@@ -112,6 +112,8 @@ def test_bad_calls_get_typed_errors_and_lose_nothing(tiny_model_dir: Path) -> No
         pid = client.spawn("hi", **LONG)
         with pytest.raises(InvalidArgument):
             client.write(pid, "not a chat process")
+        with pytest.raises(InvalidArgument):
+            client.fork(pid, 100)  # more children than a fork may make: refused, not clamped
         with pytest.raises(Busy):
             client.unload(str(tiny_model_dir))
         client.kill(pid)

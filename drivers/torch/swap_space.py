@@ -10,6 +10,7 @@ a move gathers or scatters pages of it with one indexed copy.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import zlib
@@ -21,7 +22,13 @@ import torch
 from llmos.syscalls.errors import LlmosError
 from llmos.syscalls.tiers import Move, Tier
 
+_SWAP_FILES = itertools.count(1)
 MAX_DISK_SHARE = 0.5  # the swap file never takes more than this share of free disk
+
+
+def swap_file_path(data_dir: Path) -> Path:
+    """A swap file of its own for one driver of this kernel, under the data dir."""
+    return data_dir / "swap" / f"{os.getpid()}-{next(_SWAP_FILES)}.swap"
 
 
 class CorruptPage(LlmosError):
