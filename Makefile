@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 
 # System packages, installed only as root where apt-get exists: fluidsynth and
 # the GM soundfont render music (without them the music plugin falls back to its
-# own small synthesiser, so a failed install is not fatal).
-APT_PACKAGES := fluidsynth fluid-soundfont-gm
+# own small synthesiser); gcc builds the native CPU kernels (without it the torch
+# path runs). A failed install is not fatal.
+APT_PACKAGES := fluidsynth fluid-soundfont-gm gcc
 apt-deps:
 	@if [ -z "$(strip $(APT_PACKAGES))" ]; then \
 		:; \

@@ -5,6 +5,7 @@
     .venv/bin/python bench/memory.py --quick            # fewer repeats, smaller sizes
     .venv/bin/python bench/memory.py --quick --tiny     # the tiny random test model (smoke)
     .venv/bin/python bench/memory.py --json out.json
+    .venv/bin/python bench/memory.py --quick --sections swap   # only these sections
 
 Every figure sits beside a baseline measured in the same run:
 
@@ -18,8 +19,9 @@ Every figure sits beside a baseline measured in the same run:
    ``torch.empty_like(x).copy_(x)`` of the same bytes. The host tier is sized to
    hold one such process, so a second one stopped goes to disk.
 4. Resuming that process from the disk swap tier, and from a hibernation image
-   (``read_image`` + ``restore`` + ``CONT`` + page-in), against reading the same
-   bytes from a file into a tensor. Target: llama.cpp's ~43 ms slot restore.
+   (``read_image`` + ``restore`` + ``CONT`` + page-in, each timed), against
+   reading the same bytes from a file into a tensor. Target: llama.cpp's ~43 ms
+   slot restore.
 5. Internal fragmentation (``kernel.vmstat.fragmentation``) sampled every step of
    the varied workload, against reserving prompt + max_tokens per request up front.
 6. Tokens/s of the varied workload with the prefix cache on against off, every
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import itertools
 import json
 import random
@@ -91,6 +94,7 @@ BASELINES = (
     "prefix cache: the same engine with prefix_cache=False",
 )
 TABLE_ORDER = ("fork", "copy-on-write", "swap and hibernation", "workloads")
+SECTIONS = dict(zip(("fork", "cow", "swap", "workloads"), TABLE_ORDER, strict=True))
 
 
 @dataclass(frozen=True)
@@ -230,8 +234,24 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    return statistics.median(seconds_of(fn) for _ in range(repeats))
+def median_seconds(
+    fn: Callable[[], object], repeats: int, setup: Callable[[], object] = lambda: None
+) -> float:
+    """The median time of ``fn`` over ``repeats`` calls, ``setup`` run (untimed) before each."""
+    times = []
+    for _ in range(repeats):
+        setup()
+        times.append(seconds_of(fn))
+    return statistics.median(times)
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free memory back to the OS (glibc ``malloc_trim``), so the next
+    large allocation is new memory, as it is in a fresh process, whatever this run
+    allocated and freed before (left alone, a baseline buffer may or may not come from
+    memory an earlier step touched: a 3x swing in the baseline from run to run)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def filled(num_bytes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -240,11 +260,12 @@ def filled(num_bytes: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def copy_seconds(num_bytes: int, dtype: torch.dtype, repeats: int, fresh: bool = True) -> float:
-    """The baseline copy: ``torch.empty_like(x).copy_(x)`` of ``num_bytes``; with ``fresh``
-    False, into one destination written before (no page faults: the memory's own speed)."""
+    """The baseline copy: ``torch.empty_like(x).copy_(x)`` of ``num_bytes`` (into new
+    memory, as in a fresh process); with ``fresh`` False, into one destination written
+    before (no page faults: the memory's own speed)."""
     x = filled(num_bytes, dtype)
     if fresh:
-        return median_seconds(lambda: torch.empty_like(x).copy_(x), repeats)
+        return median_seconds(lambda: torch.empty_like(x).copy_(x), repeats, release_free_memory)
     y = torch.empty_like(x).copy_(x)
     return median_seconds(lambda: y.copy_(x), repeats)
 
@@ -259,7 +280,7 @@ def read_seconds(path: Path, repeats: int) -> float:
         data = torch.frombuffer(raw, dtype=torch.uint8)
         torch.empty_like(data).copy_(data)
 
-    return median_seconds(once, repeats)
+    return median_seconds(once, repeats, release_free_memory)
 
 
 def other_cpu_meter() -> Callable[[], float]:
@@ -378,6 +399,7 @@ def bench_swap(
     faults = {way: statistics.median(c[way][1] for c in cycles) for way in cycles[0]}
     copy = copy_seconds(num_bytes, engine.driver.dtype, sizes.num_copies)
     x = filled(num_bytes, engine.driver.dtype)
+    release_free_memory()
     _, copy_faults = measured(lambda: torch.empty_like(x).copy_(x))
     warm_copy = copy_seconds(num_bytes, engine.driver.dtype, sizes.num_copies, fresh=False)
     scratch = folder / "same-bytes.raw"
@@ -430,22 +452,34 @@ def bench_hibernate(
     path = hibernate(engine, process, folder)
     end(engine, [process])
 
-    def restore_once() -> Process:
-        image, pages = read_image(path)
-        restored = restore(engine, image, pages)
+    def restore_once() -> tuple[Process, list[float]]:
+        clock = [time.perf_counter()]
+        file = read_image(path)
+        clock.append(time.perf_counter())
+        restored = restore(engine, file)
+        clock.append(time.perf_counter())
         resume(engine, restored)
-        return restored
+        clock.append(time.perf_counter())
+        return restored, [b - a for a, b in itertools.pairwise(clock)]
 
-    times = []
+    times, phases = [], []
     for _ in range(sizes.num_swaps + 1):  # the first one warms up
-        start = time.perf_counter()
-        restored = restore_once()
-        times.append(time.perf_counter() - start)
+        restored, phase = restore_once()
+        times.append(sum(phase))
+        phases.append(phase)
         assert not restored.swapped and restored.num_computed_tokens >= sizes.swap_tokens
         end(engine, [restored])
     ms = 1e3 * statistics.median(times[1:])
     read_ms = 1e3 * read_seconds(path, sizes.num_copies)
-    report["hibernate"] = {"file_bytes": path.stat().st_size, "ms": ms, "read_ms": read_ms}
+    report["hibernate"] = {
+        "file_bytes": path.stat().st_size,
+        "ms": ms,
+        "read_ms": read_ms,
+        "phase_ms": {  # medians of read_image (the header), restore (the pages), CONT + page-in
+            name: 1e3 * statistics.median(p[i] for p in phases[1:])
+            for i, name in enumerate(("read_image", "restore", "page_in"))
+        },
+    }
     metric = f"resume {sizes.swap_tokens} tokens from hibernation image"
     target = f"<= {LLAMA_CPP_RESTORE_MS:.0f} ms"
     return Row(metric, "ms", ms, read_ms, target, ms <= LLAMA_CPP_RESTORE_MS)
@@ -657,6 +691,13 @@ def print_notes(report: dict[str, Any]) -> None:
     print("\nbaselines:")
     for line in BASELINES:
         print(f"  {line}")
+    notes = (fork_notes, swap_notes, cow_notes, workload_notes)
+    for key, note in zip(("fork_scaling", "swap", "cow", "workloads"), notes, strict=True):
+        if key in report:
+            note(report)
+
+
+def fork_notes(report: dict[str, Any]) -> None:
     print("fork scaling:  tokens  pages  us/fork  us/page")
     scaling = report["fork_scaling"]
     for s in scaling:
@@ -669,22 +710,38 @@ def print_notes(report: dict[str, Any]) -> None:
             [s["pages"] for s in scaling], [s["fork_us"] for s in scaling]
         )
         print(f"              fit: {fit.intercept:.1f} us + {fit.slope:.3f} us per page")
+
+
+def swap_notes(report: dict[str, Any]) -> None:
     swap = report["swap"]
     fresh, warm = (swap["bytes"] / swap[key] / 1e9 for key in ("copy_seconds", "warm_copy_seconds"))
     print(
         f"page copies: torch.empty_like(x).copy_(x) {fresh:.2f} GB/s; into memory written "
         f"before {warm:.2f} GB/s"
     )
+    warm_ratios = ", ".join(
+        f"{way} {swap['warm_copy_seconds'] / seconds:.2f}x"
+        for way, seconds in swap["seconds"].items()
+    )
+    print(f"page moves against the copy into memory written before: {warm_ratios}")
     moves = ", ".join(f"{way} {num:.0f}" for way, num in swap["faults"].items())
     print(
         f"page faults per move: {moves}; per baseline copy {swap['copy_faults']} "
         f"({swap['bytes'] // 4096} 4-KiB pages in the bytes moved)"
     )
+    phases = ", ".join(f"{k} {v:.1f} ms" for k, v in report["hibernate"]["phase_ms"].items())
+    print(f"resume from an image, medians: {phases}")
+
+
+def cow_notes(report: dict[str, Any]) -> None:
     cow = report["cow"]
     print(
         f"forks: {cow['frames_family']} frames (allocator.num_used grew by "
         f"{cow['num_used_delta']}) against {cow['private_copies']} for private copies"
     )
+
+
+def workload_notes(report: dict[str, Any]) -> None:
     for name in ("on", "off"):
         for kind in ("distinct", "shared", "kernel_only"):
             runs = report["workloads"][name][kind]
@@ -707,6 +764,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", type=Path, default=None, help="llmos data dir (model cache)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="run only these sections (default: all)",
+    )
     args = ap.parse_args(argv)
     args.scale = "tiny" if args.tiny else "quick" if args.quick else "full"
     return args
@@ -771,16 +835,24 @@ def run_sections(
     report["engine"] = settings
     pool = token_pool(hf_folder / "tokenizer.json", 2 * max(sizes.fork_lengths) + 600)
     found: dict[str, list[Row]] = {}
-    with loaded(model, settings, args.data_dir, ("on", "off")) as engines:
-        prompts = Prompts(pool, engines["on"].tokenizer.vocab_size, args.seed)
-        measure(found, "workloads", lambda: bench_workloads(engines, prompts, sizes, report))
+    chosen = {SECTIONS[name] for name in args.sections}
+    if "workloads" in chosen:
+        with loaded(model, settings, args.data_dir, ("on", "off")) as engines:
+            prompts = Prompts(pool, engines["on"].tokenizer.vocab_size, args.seed)
+            measure(found, "workloads", lambda: bench_workloads(engines, prompts, sizes, report))
     with loaded(model, settings, args.data_dir, ("on",)) as engines:
         main = engines["on"]
-        measure(found, "fork", lambda: bench_fork(main, prompts, sizes, report))
-        measure(found, "copy-on-write", lambda: bench_cow(main, prompts, sizes, report))
-        swap = "swap and hibernation"
-        measure(found, swap, lambda: bench_swap(main, prompts, sizes, folder, report))
-    return [row for name in TABLE_ORDER for row in found[name]]
+        if "workloads" not in chosen:
+            prompts = Prompts(pool, main.tokenizer.vocab_size, args.seed)
+        sections: dict[str, Callable[[], list[Row]]] = {
+            "fork": lambda: bench_fork(main, prompts, sizes, report),
+            "copy-on-write": lambda: bench_cow(main, prompts, sizes, report),
+            "swap and hibernation": lambda: bench_swap(main, prompts, sizes, folder, report),
+        }
+        for name, section in sections.items():
+            if name in chosen:
+                measure(found, name, section)
+    return [row for name in TABLE_ORDER if name in found for row in found[name]]
 
 
 def measure(found: dict[str, list[Row]], name: str, section: Callable[[], list[Row]]) -> None:

@@ -18,6 +18,11 @@ class EngineConfig(BaseModel):
         0.2, description="KV pool size: bytes, or a fraction of free memory (0, 1]"
     )
     max_model_len: int | None = Field(None, ge=2)
+    attention: Literal["auto", "native", "torch"] = Field(
+        "auto",
+        description="decode attention: native CPU kernel, torch reference path, or auto "
+        "(native where it builds, else torch)",
+    )
     max_num_seqs: int = Field(64, ge=1)
     max_num_batched_tokens: int = Field(512, ge=1)
     host_swap: float | int = Field(

@@ -19,7 +19,7 @@ import psutil
 
 from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.kernel.engine import Engine, StepOutput
-from llmos.kernel.hibernate import Image, failed_process, hibernate, image_path, restore
+from llmos.kernel.hibernate import ImageFile, failed_process, hibernate, image_path, restore
 from llmos.kernel.models import ModelTable
 from llmos.kernel.notices import ModelsChanged, Reaped, ServiceChanged
 from llmos.kernel.policies import POLICIES, make_policy
@@ -248,10 +248,10 @@ class KernelCore:
                 count += 1
         return count
 
-    def restore(self, image: Image, pages: list[bytes]) -> int:
+    def restore(self, file: ImageFile) -> int:
         """Bring back one hibernated process (same pid, same owner)."""
-        engine = self.models.get(image.model).engine
-        process = restore(engine, image, pages)
+        engine = self.models.get(file.image.model).engine
+        process = restore(engine, file)
         self.table[process.pid] = process
         if process.state is not ProcessState.STOPPED:
             image_path(self.data_dir, process.pid).unlink(missing_ok=True)

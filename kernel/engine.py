@@ -20,16 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from llmos.drivers.detokenizer import IncrementalDetokenizer
-from llmos.drivers.loaders.datadir import resolve_data_dir
 from llmos.drivers.loaders.registry import load_checkpoint
 from llmos.drivers.torch.batch import BatchItem
 from llmos.drivers.torch.driver import TorchDriver
-from llmos.drivers.torch.swap_space import swap_file_path
 from llmos.kernel.accounting import account_copy, account_step
 from llmos.kernel.chat import chat_history, next_turn
 from llmos.kernel.config import EngineConfig
 from llmos.kernel.costs import CostModel
-from llmos.kernel.drivers import driver_factory
+from llmos.kernel.drivers import driver_factory, driver_settings
 from llmos.kernel.fork import fork
 from llmos.kernel.memory import MemoryManager
 from llmos.kernel.policies import make_policy
@@ -111,17 +109,7 @@ class Engine:
         """Load ``name`` (a preset, a local path or a hub id) and build an engine on it."""
         config = config or EngineConfig()
         checkpoint = load_checkpoint(name, data_dir=data_dir)
-        driver = driver_factory(config.driver)(
-            checkpoint,
-            dtype=config.dtype,
-            device=config.device,
-            page_size=config.page_size,
-            kv_budget=config.kv_budget,
-            max_model_len=config.max_model_len,
-            host_swap=config.host_swap,
-            disk_swap=config.disk_swap,
-            swap_file=swap_file_path(resolve_data_dir(data_dir)),
-        )
+        driver = driver_factory(config.driver)(checkpoint, **driver_settings(config, data_dir))
         return cls(driver, config)
 
     @property
@@ -183,6 +171,8 @@ class Engine:
         keep, new_ids = next_turn(self.tokenizer, process.token_ids, process.messages, content)
         total = keep + len(new_ids)
         self._check_fits(total)
+        if total >= self.scheduler.max_len(process, self.max_model_len):
+            raise OutOfMemory(f"uid {process.uid}'s page quota holds fewer than {total + 1} tokens")
         self._rewind(process, keep)
         process.messages.append({"role": "user", "content": content})
         process.next_turn(new_ids, IncrementalDetokenizer(self.tokenizer, context_ids=new_ids))
@@ -339,7 +329,7 @@ class Engine:
     def _accept(self, process: Process, token: int) -> StepOutput:
         process.append_token(token)
         status = self._append_text(process, token)
-        status = status or length_exit(process, self.max_model_len)
+        status = status or length_exit(process, self.scheduler.max_len(process, self.max_model_len))
         if status is not None and status is not ExitStatus.STOP:
             process.text += process.detokenizer.flush()
         hold = 0 if status is not None else held_back(process.text, process.params.stop)
@@ -354,7 +344,8 @@ class Engine:
 
     def _ends_turn(self, process: Process) -> bool:
         """A chat process waits after a reply, unless its context is full."""
-        return process.is_chat and process.num_tokens < self.max_model_len
+        limit = self.scheduler.max_len(process, self.max_model_len)  # context or page quota
+        return process.is_chat and process.num_tokens < limit
 
     def _end_turn(self, process: Process) -> None:
         self.scheduler.park(process)

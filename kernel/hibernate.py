@@ -4,8 +4,9 @@ One file per process, ``<data dir>/hibernate/<pid>.kv``: an 8-byte length, a
 msgpack :class:`Image` (the PCB, the sampling state, one CRC-32 per page),
 then the pages' raw bytes. Files are written to a temporary name, synced and
 renamed, so a crash leaves either the old file or the new one, never half
-of one. A page whose checksum fails fails that process (status ``error``),
-not the kernel.
+of one. Restoring reads the pages once, from the file straight into their
+swap frames, checking each CRC-32 on the way; a page whose checksum fails
+fails that process (status ``error``), not the kernel.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import os
 import struct
 import zlib
+from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,35 +142,73 @@ def image_of(engine: Engine, process: Process, checksums: list[int]) -> Image:
     )
 
 
-def read_image(path: Path) -> tuple[Image, list[bytes]]:
-    """The image and the pages of a hibernation file; CorruptImage if it does not add up."""
+@dataclass(frozen=True)
+class ImageFile:
+    """A hibernation file whose header has been read: its image, and where its pages start."""
+
+    path: Path
+    image: Image
+    pages_at: int
+
+
+def read_image(path: Path) -> ImageFile:
+    """The header of a hibernation file (its pages are read by :func:`restore`);
+    CorruptImage if it cannot be decoded or the file's size does not add up."""
     try:
-        data = path.read_bytes()
-        (length,) = LENGTH.unpack_from(data)
-        image = msgspec.msgpack.decode(data[LENGTH.size : LENGTH.size + length], type=Image)
+        with open(path, "rb") as handle:
+            (length,) = LENGTH.unpack(handle.read(LENGTH.size))
+            image = msgspec.msgpack.decode(handle.read(length), type=Image)
+            size = os.fstat(handle.fileno()).st_size
     except (OSError, struct.error, msgspec.MsgspecError) as exc:
         raise CorruptImage(f"{path}: unreadable hibernation file: {exc}") from exc
-    start, size = LENGTH.size + length, image.page_bytes
-    pages = [data[start + i * size : start + (i + 1) * size] for i in range(len(image.checksums))]
-    bad = [
-        i
-        for i, (page, crc) in enumerate(zip(pages, image.checksums, strict=True))
-        if len(page) != size or zlib.crc32(page) != crc
-    ]
-    if bad:
-        raise CorruptImage(f"{path}: pages {bad} fail their checksum (process {image.pid})")
-    return image, pages
+    pages_at = LENGTH.size + length
+    expected = pages_at + len(image.checksums) * image.page_bytes
+    if size != expected:
+        raise CorruptImage(
+            f"{path}: {size} bytes where its pages need {expected} (process {image.pid})"
+        )
+    return ImageFile(path, image, pages_at)
 
 
-def restore(engine: Engine, image: Image, pages: list[bytes]) -> Process:
+class PageReader:
+    """Reads an image's pages, in order, into the buffers the driver hands it, checking
+    each page's CRC-32 as it goes (the driver's ``fill`` callback)."""
+
+    def __init__(self, file: ImageFile, handle: FileIO) -> None:
+        self.file = file
+        self.handle = handle
+        self.num_read = 0
+
+    def __call__(self, buffer: memoryview) -> None:
+        size, checksums = self.file.image.page_bytes, self.file.image.checksums
+        assert len(buffer) % size == 0, "buffers hold whole pages"
+        got = 0
+        while got < len(buffer):
+            num = self.handle.readinto(buffer[got:])
+            if not num:
+                raise CorruptImage(f"{self.file.path}: truncated after {got} bytes of pages")
+            got += num
+        first, self.num_read = self.num_read, self.num_read + len(buffer) // size
+        bad = [
+            first + i
+            for i in range(len(buffer) // size)
+            if zlib.crc32(buffer[i * size : (i + 1) * size]) != checksums[first + i]
+        ]
+        if bad:
+            pid = self.file.image.pid
+            raise CorruptImage(f"{self.file.path}: pages {bad} fail their checksum (process {pid})")
+
+
+def restore(engine: Engine, file: ImageFile) -> Process:
     """Bring a hibernated process back with its pages in swap (paged in when it runs)."""
+    image = file.image
     if image.page_bytes != engine.driver.page_bytes or image.page_size != engine.memory.page_size:
         raise CorruptImage(
             f"process {image.pid} was hibernated with another page layout "
             f"({image.page_size} tokens, {image.page_bytes} bytes a page)"
         )
     process = process_of(engine, image)
-    place_pages(engine, process, pages)
+    place_pages(engine, process, file)
     engine.adopt(process)
     return process
 
@@ -207,23 +248,34 @@ def process_of(engine: Engine, image: Image) -> Process:
     )
 
 
-def place_pages(engine: Engine, process: Process, pages: list[bytes]) -> None:
-    """Pages go to swap (host, else disk) or, with no swap room, straight to the device."""
-    if not pages:
+def place_pages(engine: Engine, process: Process, file: ImageFile) -> None:
+    """Read the pages into swap (host, else disk) or, with no swap room, the device:
+    one pass from the file straight into the frames (a staging buffer for the device)."""
+    num_pages = len(file.image.checksums)
+    if not num_pages:
         return
     memory = engine.memory
-    tier = memory.swap_tier_for(len(pages))
-    if tier is None:
-        if not memory.can_allocate(len(pages)):
-            raise OutOfMemory(f"no room for the {len(pages)} pages of process {process.pid}")
-        frames = memory.allocate(len(pages))
-        engine.driver.import_pages(Tier.DEVICE, frames, pages)
+    tier = memory.swap_tier_for(num_pages) or Tier.DEVICE
+    if tier is Tier.DEVICE and not memory.can_allocate(num_pages):
+        raise OutOfMemory(f"no room for the {num_pages} pages of process {process.pid}")
+    allocator = memory.tiers[tier]
+    frames = sorted(
+        memory.allocate(num_pages) if tier is Tier.DEVICE else allocator.allocate(num_pages)
+    )
+    try:
+        with open(file.path, "rb", buffering=0) as handle:
+            handle.seek(file.pages_at)
+            engine.driver.import_pages(tier, frames, PageReader(file, handle))
+    except BaseException as exc:
+        allocator.free(frames)
+        if isinstance(exc, OSError):
+            raise CorruptImage(f"{file.path}: cannot read its pages: {exc}") from exc
+        raise
+    if tier is Tier.DEVICE:
         process.block_table = frames
-        return
-    frames = memory.tiers[tier].allocate(len(pages))
-    engine.driver.import_pages(tier, frames, pages)
-    process.block_table = [NOT_RESIDENT] * len(pages)
-    process.swapped = {index: (tier, frame) for index, frame in enumerate(frames)}
+    else:
+        process.block_table = [NOT_RESIDENT] * num_pages
+        process.swapped = {index: (tier, frame) for index, frame in enumerate(frames)}
 
 
 def failed_process(pid: int, uid: int, model: str, error: str) -> Process:

@@ -4,11 +4,14 @@ Plain Python, no torch: the driver owns the tensor the frames index into;
 this module only decides which frame numbers are in use and by how many
 owners. A frame with a reference count above one is shared (fork, prefix
 cache) and must be copied before it is written.
+
+The free list is a stack: the most recently freed frame is handed out
+first, so a swap tier keeps reusing memory it has already touched instead
+of walking (and first-touching) all of it.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 
 from llmos.syscalls.errors import OutOfMemory
@@ -26,7 +29,7 @@ class PageAllocator:
         assert num_pages > 0 and page_size > 0
         self.num_pages = num_pages
         self.page_size = page_size
-        self._free: deque[int] = deque(range(num_pages))
+        self._free = list(range(num_pages - 1, -1, -1))  # pops 0, 1, 2, ... first
         self._refcount = [0] * num_pages
 
     @property
@@ -44,10 +47,11 @@ class PageAllocator:
         return num <= len(self._free)
 
     def allocate(self, num: int) -> list[int]:
-        """Take ``num`` free frames, each with one owner."""
+        """Take ``num`` free frames, each with one owner: the most recently freed ones,
+        in ascending order (so the frames of one earlier process come back as a run)."""
         if not self.can_allocate(num):
             raise OutOfMemory(f"need {num} KV pages, {self.num_free} free")
-        frames = [self._free.popleft() for _ in range(num)]
+        frames = sorted(self._free.pop() for _ in range(num))
         for frame in frames:
             assert self._refcount[frame] == 0
             self._refcount[frame] = 1

@@ -1,8 +1,13 @@
 """Per-uid quotas: how many processes a uid may run at once, and how many pages it may hold.
 
-Over its quota a uid's processes wait in the ready queue; with ``action =
-"fail"`` a spawn over the process quota fails with EBUSY instead, and one
-whose prompt alone exceeds the page quota fails with ENOMEM.
+Over its process quota a uid's processes wait in the ready queue; with
+``action = "fail"`` a spawn over it fails with EBUSY instead. The page quota
+works like a memory cgroup's limit: a process is admitted only when its uid
+has room for its whole context; as the uid's processes grow, the scheduler
+reclaims from that uid's own processes (its worst-ranked first), never from
+another's; one process may grow only up to the whole quota (then it ends
+with ``length``, as at the context limit), and a spawn whose prompt alone
+exceeds it, or a chat write that would, fails with ENOMEM.
 """
 
 from __future__ import annotations
@@ -24,17 +29,25 @@ class Quotas:
     max_pages: int | None = None
     action: Literal["wait", "fail"] = "wait"
 
-    def allows_admission(self, process: Process, running: Iterable[Process], pages: int) -> bool:
-        """Whether ``process`` may join the running set, needing ``pages`` more pages."""
-        if process.uid == 0:
+    def allows_admission(self, process: Process, running: Iterable[Process]) -> bool:
+        """Whether ``process``'s uid may run one more process."""
+        if process.uid == 0 or self.max_procs is None:
             return True
-        mine = [p for p in running if p.uid == process.uid]
-        if self.max_procs is not None and len(mine) >= self.max_procs:
-            return False
-        if self.max_pages is not None:
-            held = sum(len(p.block_table) for p in mine)
-            return held + pages <= self.max_pages
-        return True
+        return sum(1 for p in running if p.uid == process.uid) < self.max_procs
+
+    def page_limit(self, uid: int) -> int | None:
+        """The device pages ``uid`` may hold; None if unlimited (root always is)."""
+        return None if uid == 0 else self.max_pages
+
+    def allows_pages(self, uid: int, num_pages: int) -> bool:
+        """Whether ``uid`` may hold ``num_pages`` device frames."""
+        limit = self.page_limit(uid)
+        return limit is None or num_pages <= limit
+
+    def max_tokens(self, uid: int, page_size: int) -> int | None:
+        """The longest context one process of ``uid`` may reach: its page quota, full."""
+        limit = self.page_limit(uid)
+        return None if limit is None else limit * page_size
 
     def check_spawn(
         self, uid: int, live: Iterable[Process], num_tokens: int, page_size: int

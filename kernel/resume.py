@@ -1,6 +1,7 @@
 """Boot-time restore of hibernated processes: read each image, load its model, bring it back.
 
-A file that cannot be read or fails a checksum, or whose model cannot be
+A file that cannot be read or fails a checksum (its header is checked
+first, its pages as they are read into swap), or whose model cannot be
 loaded, becomes a zombie with status ``error`` and the reason, so its owner
 learns what happened; the kernel boots regardless. The file stays for
 inspection until that zombie is reaped.
@@ -39,7 +40,7 @@ async def restore_hibernated(
 async def restore_one(engine_thread: EngineThread, loader: ModelLoader, path: Path) -> int | None:
     core = engine_thread.core
     try:
-        image, pages = await asyncio.to_thread(read_image, path)
+        file = await asyncio.to_thread(read_image, path)
     except CorruptImage as exc:
         log.error("%s", exc.message)
         if not path.stem.isdigit():
@@ -47,9 +48,10 @@ async def restore_one(engine_thread: EngineThread, loader: ModelLoader, path: Pa
         pid = int(path.stem)
         await engine_thread.call(core.restore_failed, pid, 0, "", exc.message)
         return pid
+    image = file.image
     try:
         await loader.ensure(image.model)
-        return await engine_thread.call(core.restore, image, pages)
+        return await engine_thread.call(core.restore, file)
     except LlmosError as exc:
         log.error("cannot restore process %d: %s", image.pid, exc.message)
         error = f"restore failed: {exc.message}"

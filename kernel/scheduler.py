@@ -2,13 +2,17 @@
 
 The mechanism is here; the order is the policy's (:mod:`llmos.kernel.policies`).
 Running processes get the token budget first, best-ranked first (decodes
-and unfinished prefill chunks); then ready processes are admitted in rank
-order while the budget, the batch limit, the uid's quota and free pages
-allow. A ready process that outranks a running one takes its place even
-when the batch is full, once that one has run ``min_run_steps`` steps (so
-nothing thrashes). A victim's pages go to swap or are dropped for
-recompute, whichever the cost model says is cheaper. A new process first
-maps whatever its prompt shares with the prefix cache.
+and unfinished prefill chunks); a process whose growth would take its uid
+past its page quota first makes room by preempting that uid's own
+worst-ranked running process (perhaps itself), and one that finds no free
+page preempts the worst-ranked of all. Then ready processes are admitted in
+rank order while the budget, the batch limit, the uid's quotas and free
+pages allow. A ready process the policy prefers to the worst-ranked running
+one (:meth:`Policy.may_preempt`) takes its place even when the batch is
+full, once that one has run ``min_run_steps`` steps (so nothing thrashes).
+A victim's pages go to swap or are dropped for recompute, whichever the
+cost model says is cheaper. A new process first maps whatever its prompt
+shares with the prefix cache.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 
 from llmos.kernel.costs import CostModel
 from llmos.kernel.memory import NOT_RESIDENT, MemoryManager
+from llmos.kernel.pages import pages_for
 from llmos.kernel.policies import Fcfs, Policy
 from llmos.kernel.process import Process
 from llmos.kernel.quotas import Quotas
@@ -107,7 +112,14 @@ class Scheduler:
         policy.step = self.policy.step  # one clock: admitted_step stays comparable
         for process in [*self.running, *self.waiting]:
             policy.on_arrive(process)
+        for process in self.running:
+            policy.on_run(process)
         self.policy = policy
+
+    def max_len(self, process: Process, max_model_len: int) -> int:
+        """The context ``process`` may reach: ``max_model_len``, or its uid's page quota."""
+        quota = self.quotas.max_tokens(process.uid, self.memory.page_size)
+        return max_model_len if quota is None else min(quota, max_model_len)
 
     def schedule(self) -> StepPlan:
         """Plan one step."""
@@ -123,6 +135,8 @@ class Scheduler:
         while index < len(self.running) and budget > 0:
             process = self.running[index]
             num = min(process.num_pending, budget)
+            if not self._within_quota(process, num, plan):
+                continue  # it was its uid's worst-ranked: back to the queue
             while not self.memory.can_grow(process, num):
                 victim = self.running[-1]  # the worst-ranked
                 budget += self._preempt(victim, plan)
@@ -134,14 +148,43 @@ class Scheduler:
             index += 1
         return budget
 
+    def _within_quota(self, process: Process, num: int, plan: StepPlan) -> bool:
+        """Keep ``process``'s uid within its page quota as ``process`` grows by ``num``
+        tokens, reclaiming from the uid's own processes, worst-ranked first (as a memory
+        cgroup does); False if ``process`` itself had to go."""
+        if self.quotas.page_limit(process.uid) is None:
+            return True
+        while not self.quotas.allows_pages(process.uid, self._uid_pages_after(process, num)):
+            victim = [p for p in self.running if p.uid == process.uid][-1]
+            self._preempt(victim, plan)  # not scheduled yet: it had no tokens
+            if victim is process:
+                return False
+        return True
+
+    def _uid_pages_after(self, process: Process, num: int) -> int:
+        """Device frames ``process``'s uid holds in the running set once ``process`` holds
+        ``num`` more tokens; a frame its processes share counts once."""
+        others = {
+            frame
+            for p in self.running
+            if p.uid == process.uid and p is not process
+            for frame in p.block_table
+            if frame != NOT_RESIDENT
+        }
+        kept = {f for f in process.block_table if f != NOT_RESIDENT}
+        cow = self.memory.cow_index(process)
+        if cow is not None:  # that page is copied to a frame of its own
+            kept.discard(process.block_table[cow])
+        total = pages_for(process.num_computed_tokens + num, self.memory.page_size)
+        return len(others) + max(total, len(process.block_table)) - len(kept & others)
+
     def _admit_waiting(self, plan: StepPlan, budget: int) -> None:
         for process in sorted(self.waiting, key=self.policy.key):
             if budget <= 0:
                 return
             self.memory.match_prefix(process)
             num = min(process.num_pending, budget)
-            pages = self.memory.pages_needed(process, num)
-            if not self.quotas.allows_admission(process, self.running, pages):
+            if not self._quotas_allow(process):
                 continue  # over its uid's quota: others may go
             while not self._fits(process, num):
                 victim = self._victim_for(process, plan)
@@ -152,6 +195,13 @@ class Scheduler:
             self._admit(process, num, plan)
             budget -= num
 
+    def _quotas_allow(self, process: Process) -> bool:
+        """Whether ``process``'s uid may run it, with room for its whole context."""
+        if not self.quotas.allows_admission(process, self.running):
+            return False
+        pages = self._uid_pages_after(process, process.num_pending)
+        return self.quotas.allows_pages(process.uid, pages)
+
     def _fits(self, process: Process, num: int) -> bool:
         slots = len(self.running) < self.max_num_seqs
         return slots and self.memory.can_grow(process, num)
@@ -161,7 +211,7 @@ class Scheduler:
         if len(plan.preempted) >= MAX_PREEMPTIONS_PER_STEP or not self.running:
             return None
         victim = max(self.running, key=self.policy.key)
-        if self.policy.key(victim) <= self.policy.key(process):
+        if not self.policy.may_preempt(process, victim):
             return None
         if self.policy.step - victim.admitted_step < self.min_run_steps:
             return None
@@ -173,6 +223,7 @@ class Scheduler:
         process.admitted_step = self.policy.step
         self.memory.grow(process, num)
         self.running.append(process)
+        self.policy.on_run(process)
         plan.scheduled.append((process, num))
 
     def _preempt(self, victim: Process, plan: StepPlan) -> int:

@@ -1,7 +1,8 @@
 """KernelServer: the daemon's lifecycle — startup, serve, shutdown.
 
-Startup: 1. take the pidfile (one kernel per socket), 2. start the engine
-thread, 3. load the boot models, 4. bind the socket (mode 0600, or 0660 for a
+Startup: 1. take the pidfile (one kernel per socket), 2. remove swap files
+a crashed kernel left (no live kernel holds their lock), 3. start the engine
+thread, 4. load the boot models, 5. bind the socket (mode 0600, or 0660 for a
 configured group) and accept. Shutdown (SIGTERM, SIGINT or the ``shutdown``
 syscall): 1. stop accepting, 2. end every live process with status
 ``shutdown``, 3. let streams deliver that (bounded), 4. close connections,
@@ -20,6 +21,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from llmos.drivers.swap_files import remove_stale_swap_files
 from llmos.kernel.channels import ChannelTable
 from llmos.kernel.connection import Connection
 from llmos.kernel.core import KernelCore
@@ -86,6 +88,7 @@ class KernelServer:
             data_dir=self.settings.data_dir,
             policy=self.settings.sched,
         )
+        remove_stale_swap_files(core.data_dir)  # hibernation images stay: restored below
 
         def publish(batch: list[Any]) -> None:
             loop.call_soon_threadsafe(channels.publish, batch)

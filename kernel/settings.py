@@ -39,6 +39,9 @@ class KernelSettings(BaseSettings):
     page_size: int = Field(16, ge=1, le=1024)
     kv_budget: float | int = 0.2
     max_model_len: int | None = Field(None, ge=2)
+    attention: Literal["auto", "native", "torch"] = Field(
+        "auto", description="native CPU kernels where they build (auto), always, or never"
+    )
     max_num_seqs: int = Field(64, ge=1)
     max_num_batched_tokens: int = Field(512, ge=1)
     host_swap: float | int = Field(0.1, description="host swap: bytes or a fraction of free RAM")
@@ -86,6 +89,7 @@ class KernelSettings(BaseSettings):
             page_size=self.page_size,
             kv_budget=self.kv_budget,
             max_model_len=self.max_model_len,
+            attention=self.attention,
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
             host_swap=self.host_swap,

@@ -5,8 +5,9 @@ comes back in the next kernel with its pid, owner, state and pages, and
 finishes with exactly the text of an uninterrupted run on a fresh kernel. A
 corrupt image fails only its own process; a stopped process's image stays on
 disk until it is continued, so a kernel killed right after restoring it
-loses nothing. One last test hibernates and restores in process, step by
-step, to catch the moment a character is half generated.
+loses nothing, and the swap files it leaves go at the next boot. One last
+test hibernates and restores in process, step by step, to catch the moment
+a character is half generated.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def images(data_dir: Path) -> list[str]:
     return sorted(path.name for path in (data_dir / "hibernate").glob("*.kv"))
 
 
+def swap_files(data_dir: Path) -> list[str]:
+    return sorted(path.name for path in (data_dir / "swap").glob("*.swap"))
+
+
 def flip_a_page_byte(path: Path) -> None:
     """Flip one byte past the image's header, in its pages' bytes."""
     data = bytearray(path.read_bytes())
@@ -189,11 +194,14 @@ def test_a_stopped_image_survives_a_killed_kernel(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert images(data_dir) == [f"{stopped}.kv"]
+    left_behind = swap_files(data_dir)
+    assert left_behind and all(name.startswith(f"{crashing.process.pid}-") for name in left_behind)
 
     with (
         running_kernel([model], data_dir=data_dir, **SWAP) as kernel,
         Client(kernel.socket) as client,
     ):
+        assert not set(swap_files(data_dir)) & set(left_behind)  # removed at boot
         assert client.proc(stopped).state == "stopped"
         client.kill(stopped, "CONT")
         assert finish(client, stopped) == uninterrupted[PROMPT_STOPPED]
@@ -249,7 +257,7 @@ def test_text_held_back_at_hibernation_is_not_lost(tiny_model_dir: Path, tmp_pat
     first.kill(process.pid)
 
     second = Engine.from_model(str(tiny_model_dir), config)
-    restored = restore(second, *read_image(path))
+    restored = restore(second, read_image(path))
     while second.has_work:
         second.step()
     assert restored.generated_ids == expected.token_ids

@@ -12,6 +12,7 @@ from tinymodels import tiny_hf_model
 from llmos.drivers.config import ModelConfig
 from llmos.drivers.torch.batch import BatchItem, PoolLayout, length_groups, prepare
 from llmos.drivers.torch.kv_pool import allocate_pool, page_bytes
+from llmos.drivers.torch.native import decode_kernel, fused_ops
 from llmos.drivers.torch.weights import build_model
 from llmos.kernel.pages import PageAllocator, pages_for
 
@@ -26,7 +27,9 @@ def tiny_hf(arch: str, **extra: object) -> transformers.PreTrainedModel:
 class PagedHarness:
     """Drives our model directly with a page allocator: a test double of the engine loop."""
 
-    def __init__(self, hf: transformers.PreTrainedModel, num_pages: int = 64) -> None:
+    def __init__(
+        self, hf: transformers.PreTrainedModel, num_pages: int = 64, attention: str = "torch"
+    ) -> None:
         self.config = ModelConfig.from_hf(hf.config.to_dict())
         self.model = build_model(
             self.config, dict(hf.state_dict()), torch.float32, torch.device("cpu")
@@ -41,7 +44,11 @@ class PagedHarness:
             dtype=torch.float32,
             device=torch.device("cpu"),
             window=self.config.sliding_window,
+            decode_kernel=decode_kernel(
+                attention, torch.device("cpu"), torch.float32, self.config.sliding_window
+            ),
         )
+        self.model.use_fused(fused_ops(attention, torch.device("cpu"), torch.float32))
         # Hand out frames in a scrambled order so block tables are not contiguous.
         frames = self.allocator.allocate(num_pages)
         random.Random(1).shuffle(frames)
@@ -68,8 +75,10 @@ def run_mixed_batch(
     steps: int = 40,
     lengths: tuple[int, ...] = (5, 11, 17, 3, 9),
     joins: tuple[int, ...] = (0, 0, 3, 7, 12),
+    attention: str = "torch",
 ) -> None:
-    harness = PagedHarness(hf, num_pages=sum(lengths) // PAGE + len(lengths) * (steps // PAGE + 2))
+    num_pages = sum(lengths) // PAGE + len(lengths) * (steps // PAGE + 2)
+    harness = PagedHarness(hf, num_pages, attention)
     rng = random.Random(0)
     prompts = [[rng.randrange(VOCAB) for _ in range(n)] for n in lengths]
     seqs: list[dict[str, object]] = []
@@ -100,14 +109,19 @@ def run_mixed_batch(
         torch.testing.assert_close(ours, ref[first:], atol=1e-4, rtol=1e-4)
 
 
+ATTENTION = ["torch", "native"]  # decodes through the torch path, or the C kernel
+
+
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
-def test_mixed_batch_matches_transformers(arch: str) -> None:
-    run_mixed_batch(tiny_hf(arch), chunk=10_000)
+def test_mixed_batch_matches_transformers(arch: str, attention: str) -> None:
+    run_mixed_batch(tiny_hf(arch), chunk=10_000, attention=attention)
 
 
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_chunked_prefill_matches_transformers(arch: str) -> None:
-    run_mixed_batch(tiny_hf(arch), chunk=4)
+def test_chunked_prefill_matches_transformers(arch: str, attention: str) -> None:
+    run_mixed_batch(tiny_hf(arch), chunk=4, attention=attention)
 
 
 def test_rope_scaling_variants_match() -> None:
@@ -124,8 +138,9 @@ def test_rope_scaling_variants_match() -> None:
     )
 
 
-def test_sliding_window_matches_transformers() -> None:
-    run_mixed_batch(tiny_hf("mistral", sliding_window=8), chunk=5, steps=30)
+@pytest.mark.parametrize("attention", ATTENTION)
+def test_sliding_window_matches_transformers(attention: str) -> None:
+    run_mixed_batch(tiny_hf("mistral", sliding_window=8), chunk=5, steps=30, attention=attention)
 
 
 def test_many_lengths_split_into_decode_groups() -> None:

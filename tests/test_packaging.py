@@ -44,6 +44,8 @@ REQUIRED_IN_WHEEL = [
     "llmos/syscalls/errors.py",
     "llmos/drivers/torch/__init__.py",
     "llmos/drivers/loaders/__init__.py",
+    "llmos/drivers/torch/csrc/paged_decode.c",  # package data: the native kernels' sources
+    "llmos/drivers/torch/csrc/fused_ops.c",
 ]
 FIX_HINT = "list them in [tool.setuptools] packages (and package-dir) in pyproject.toml"
 

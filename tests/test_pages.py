@@ -68,3 +68,14 @@ def test_double_free_is_caught() -> None:
     allocator.free(frames)
     with pytest.raises(AssertionError):
         allocator.free(frames)
+
+
+def test_the_most_recently_freed_frames_come_back_first() -> None:
+    allocator = PageAllocator(NUM_PAGES, 16)
+    assert allocator.allocate(3) == [0, 1, 2]
+    first, second = allocator.allocate(4), allocator.allocate(4)
+    allocator.free(first)
+    allocator.free(second)
+    assert sorted(allocator.allocate(4)) == second  # not frames never touched before
+    assert sorted(allocator.allocate(4)) == first
+    assert allocator.allocate(1) == [11]

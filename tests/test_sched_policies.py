@@ -116,25 +116,11 @@ def test_priority_aging_bounds_the_wait_of_a_low_priority_process(
     assert outcome.finished_step - outcome.spawned_step <= cycles * (nice * AGING_STEPS + 16)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: priority ages by a fraction of a nice level per step with no "
-    "margin, so a waiting process outranks a running one of the same nice as soon as it "
-    "has waited longer, and preempts it once min_run_steps allows: equal-nice work is "
-    "time-sliced every min_run_steps steps, each slice a recompute or a swap",
-)
 def test_priority_does_not_preempt_among_equal_nice() -> None:
     result = simulate("priority", long_jobs(12, output=100), max_num_seqs=4, cost=CHEAP)
     assert result.num_preemptions == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: once aging admits it, the processes still waiting keep aging and "
-    "overtake it again after min_run_steps (fractional aging, no margin); recomputed (no "
-    "swap, no prefix cache) it recomputes its whole context each time, so a long one "
-    "finishes only after the better work stops arriving",
-)
 def test_priority_aging_lets_a_long_prompt_finish_without_swap_or_cache() -> None:
     stream = [Request(at_step(4 * i), 16, 8) for i in range(1500)]
     low = Request(at_step(20), 3000, 8, nice=19)
@@ -226,12 +212,6 @@ def test_fair_keeps_backlogged_uids_within_a_few_steps_of_service(
     assert max_service_gap(sim) <= service_bound(budget, max_num_seqs, min_run_steps)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: fair lifts a uid's counter only when it had no process at all, "
-    "not when it had none queued; a uid that ran one process while the other was "
-    "backlogged banks the unused share and then takes every slot until it catches up",
-)
 def test_fair_does_not_let_a_uid_bank_service_it_did_not_ask_for() -> None:
     workload = [*long_jobs(40, uid=1, output=200), Request(0.0, 16, 3000, uid=2)]
     workload += [Request(at_step(2000), 16, 200, uid=2) for _ in range(20)]
@@ -397,11 +377,6 @@ def test_a_spawn_over_the_process_quota_fails_with_ebusy_when_asked_to() -> None
     Quotas(max_procs=2, action="wait").check_spawn(1000, live, 16, 16)  # it will wait
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: quota_pages is checked only when a process is admitted; once "
-    "running, a uid's processes grow past it without limit",
-)
 def test_a_uid_never_holds_more_pages_than_its_quota() -> None:
     workload = [Request(0.0, 16, 200, uid=1000) for _ in range(2)]
     sim = Simulation("fcfs", workload, quota_pages=4, cost=CHEAP)

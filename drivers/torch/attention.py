@@ -9,10 +9,14 @@ Decodes run as one padded batch; prefill chunks run one process at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+# (q [B, h, d], layer cache, tables [B, W] int32, lens [B] int32, page size) -> [B, h, d]
+DecodeKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass
@@ -36,14 +40,28 @@ class DecodeGroup:
 
 
 @dataclass
+class NativeDecodes:
+    """Every decode row at once, for a kernel that reads the pages in place."""
+
+    kernel: DecodeKernel
+    tables: torch.Tensor  # [num_decodes, W] int32 frames
+    lens: torch.Tensor  # [num_decodes] int32 context lengths
+
+
+@dataclass
 class AttentionMetadata:
-    """Where a step's tokens go and what each of them may read."""
+    """Where a step's tokens go and what each of them may read.
+
+    Decodes run either through ``native`` (one kernel call) or, on the torch
+    path, as ``decode_groups``.
+    """
 
     slot_mapping: torch.Tensor  # [T] flat slot of every new token
     page_size: int
     num_decodes: int  # rows 0..num_decodes-1 are single decode tokens
     decode_groups: list[DecodeGroup]
     prefills: list[PrefillChunk]
+    native: NativeDecodes | None = None
 
 
 def paged_attention(
@@ -53,19 +71,45 @@ def paged_attention(
     layer_cache: torch.Tensor,
     meta: AttentionMetadata,
 ) -> torch.Tensor:
-    """Attend q [T, h, d] over each row's paged context; k/v [T, kvh, d] are stored first.
+    """Store k/v [T, kvh, d] into the pool, then attend q [T, h, d] (see :func:`attend`)."""
+    store_kv(k, v, layer_cache, meta)
+    return attend(q, k, v, layer_cache, meta)
+
+
+def store_kv(
+    k: torch.Tensor, v: torch.Tensor, layer_cache: torch.Tensor, meta: AttentionMetadata
+) -> None:
+    """Write the step's new k/v [T, kvh, d] into their slots of one layer's pool."""
+    layer_cache[0].index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
+    layer_cache[1].index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layer_cache: torch.Tensor,
+    meta: AttentionMetadata,
+) -> torch.Tensor:
+    """Attend q [T, h, d] over each row's paged context, the step's k/v already stored.
 
     ``layer_cache`` is one layer's pool, [2, kvh, num_slots, d]: head-major,
     so a gather of slots yields per-head contiguous [slots, d] matrices that
     batched matmuls read without copies. Returns [T, h, d].
     """
-    layer_cache[0].index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
-    layer_cache[1].index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
     num_decodes = meta.num_decodes
     groups = meta.decode_groups
+    native = meta.native
+    if native is not None and num_decodes == q.shape[0]:
+        return native.kernel(q, layer_cache, native.tables, native.lens, meta.page_size)
     if num_decodes == q.shape[0] and len(groups) == 1:  # one group: no buffer to fill
         return _decode(q, layer_cache, groups[0], meta.page_size)
     out = torch.empty_like(q)
+    if native is not None and num_decodes:
+        decodes = q[:num_decodes]
+        out[:num_decodes] = native.kernel(
+            decodes, layer_cache, native.tables, native.lens, meta.page_size
+        )
     for group in groups:
         rows = slice(group.start, group.start + group.num)
         out[rows] = _decode(q[rows], layer_cache, group, meta.page_size)

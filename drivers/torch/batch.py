@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from llmos.drivers.torch.attention import AttentionMetadata, DecodeGroup, PrefillChunk
+from llmos.drivers.torch.attention import (
+    AttentionMetadata,
+    DecodeGroup,
+    DecodeKernel,
+    NativeDecodes,
+    PrefillChunk,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class PoolLayout:
     dtype: torch.dtype
     device: torch.device
     window: int | None = None
+    decode_kernel: DecodeKernel | None = None  # reads pages in place; None: the torch path
 
 
 def prepare(items: list[BatchItem], layout: PoolLayout) -> PreparedBatch:
@@ -76,10 +83,16 @@ def prepare(items: list[BatchItem], layout: PoolLayout) -> PreparedBatch:
         torch.arange(len(ordered)), torch.tensor([len(it.token_ids) for it in ordered])
     )
     slot_mapping = _slots(tables[row_item], pos.unsqueeze(1), layout.page_size).squeeze(1)
-    groups = [
-        _decode_group(ordered, tables, start, end, layout)
-        for start, end in length_groups([it.context_len for it in ordered[:num_decodes]])
-    ]
+    lengths = [it.context_len for it in ordered[:num_decodes]]
+    native = None
+    groups: list[DecodeGroup] = []
+    if layout.decode_kernel is not None:
+        native = _native_decodes(tables[:num_decodes], lengths, layout.decode_kernel)
+    else:
+        groups = [
+            _decode_group(ordered, tables, start, end, layout)
+            for start, end in length_groups(lengths)
+        ]
     prefills = _prefill_chunks(ordered, num_decodes, tables, layout)
     logit_rows = [row_of_last[i] for i, item in enumerate(items) if item.need_logits]
     meta = AttentionMetadata(
@@ -88,6 +101,7 @@ def prepare(items: list[BatchItem], layout: PoolLayout) -> PreparedBatch:
         num_decodes=num_decodes,
         decode_groups=groups,
         prefills=prefills,
+        native=native,
     )
     return PreparedBatch(
         input_ids=torch.tensor(ids, dtype=torch.long, device=layout.device),
@@ -156,6 +170,19 @@ def _decode_group(
         num=end - start,
         gather_index=gather.to(layout.device),
         bias=bias.to(layout.device),
+    )
+
+
+def _native_decodes(
+    tables: torch.Tensor, lengths: list[int], kernel: DecodeKernel
+) -> NativeDecodes | None:
+    """The decodes' block tables and context lengths, as int32 (the kernel reads them raw)."""
+    if not lengths:
+        return None
+    return NativeDecodes(
+        kernel=kernel,
+        tables=tables.to(torch.int32).contiguous(),
+        lens=torch.tensor(lengths, dtype=torch.int32),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -13,6 +13,7 @@ from llmos.drivers.sampling import SamplerState, sample
 from llmos.drivers.tokenizer import Tokenizer
 from llmos.drivers.torch.batch import BatchItem, PoolLayout, prepare
 from llmos.drivers.torch.kv_pool import allocate_pool, budget_bytes, page_bytes
+from llmos.drivers.torch.native import decode_kernel, fused_ops
 from llmos.drivers.torch.swap_space import SwapSpace
 from llmos.drivers.torch.weights import build_model
 from llmos.syscalls.errors import InvalidArgument
@@ -47,6 +48,8 @@ class TorchDriver:
         host_swap: float | int = 0,
         disk_swap: int = 0,
         swap_file: Path | None = None,
+        attention: str = "auto",
+        native_dir: Path | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.dtype = parse_dtype(dtype)
@@ -78,7 +81,11 @@ class TorchDriver:
             dtype=self.dtype,
             device=self.device,
             window=self.config.sliding_window,
+            decode_kernel=decode_kernel(
+                attention, self.device, self.dtype, self.config.sliding_window, native_dir
+            ),
         )
+        self.model.use_fused(fused_ops(attention, self.device, self.dtype, native_dir))
 
     @property
     def page_bytes(self) -> int:
@@ -111,20 +118,24 @@ class TorchDriver:
         return the pids whose pages read back corrupt from disk."""
         return self.swap.move(moves)
 
-    def export_pages(self, locations: list[tuple[Tier, int]]) -> list[bytes]:
+    def export_pages(self, locations: list[tuple[Tier, int]]) -> list[memoryview]:
         """The raw bytes of each page at ``(tier, frame)``, in order (hibernation)."""
-        pages = []
-        for tier, frame in locations:
-            row = self.swap.read(tier, [frame]).to("cpu").contiguous()
-            pages.append(row.view(torch.uint8).numpy().tobytes())
-        return pages
+        rows = torch.empty((len(locations), self.swap.page_numel), dtype=self.dtype)
+        by_tier: dict[Tier, list[tuple[int, int]]] = {}
+        for position, (tier, frame) in enumerate(locations):
+            by_tier.setdefault(tier, []).append((position, frame))
+        for tier, pages in by_tier.items():
+            positions = torch.tensor([position for position, _ in pages], dtype=torch.long)
+            rows.index_put_((positions,), self.swap.read(tier, [frame for _, frame in pages]))
+        return [memoryview(row) for row in rows.view(torch.uint8).numpy()]
 
-    def import_pages(self, tier: Tier, frames: list[int], pages: list[bytes]) -> None:
-        """Write raw page bytes (from :meth:`export_pages`) into ``frames`` of ``tier``."""
-        data = bytearray(b"".join(pages))  # writable: torch warns on read-only buffers
-        raw = torch.frombuffer(data, dtype=torch.uint8).view(len(frames), self.swap.page_bytes)
-        rows = raw.view(self.dtype).view(len(frames), self.swap.page_numel)
-        self.swap.write(tier, frames, rows)
+    def import_pages(
+        self, tier: Tier, frames: list[int], fill: Callable[[memoryview], None]
+    ) -> None:
+        """Write pages into ``frames`` of ``tier``, in order, without a buffer of their size:
+        ``fill(buffer)`` must write the next ``len(buffer)`` bytes of pages (as
+        :meth:`export_pages` gave them) into ``buffer``, or raise."""
+        self.swap.import_pages(tier, frames, fill)
 
     def close(self) -> None:
         """Let go of the swap file (the model's memory goes with the driver)."""

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos.drivers.config import ModelConfig
-from llmos.drivers.torch.attention import AttentionMetadata, paged_attention
-from llmos.drivers.torch.rope import RotaryEmbedding, apply_rotary
+from llmos.drivers.torch.attention import AttentionMetadata, attend, store_kv
+from llmos.drivers.torch.native import FusedOps
+from llmos.drivers.torch.rope import RopeBatch, RotaryEmbedding, apply_rotary
 
 
 class CausalLM(nn.Module):
@@ -29,6 +30,14 @@ class CausalLM(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.rotary = RotaryEmbedding(config, max_positions or config.max_position_embeddings)
+        self.fused: FusedOps | None = None
+
+    def use_fused(self, ops: FusedOps | None) -> None:
+        """Run norms, rotary embedding and the KV store through ``ops`` (None: torch ops)."""
+        for module in self.modules():
+            if isinstance(module, (RMSNorm, Attention)):
+                module.fused = ops
+        self.fused = ops
 
     def forward(
         self,
@@ -42,10 +51,12 @@ class CausalLM(nn.Module):
         ``kv_cache`` is the pool, [layers, 2, kvh, num_slots, head_dim].
         """
         hidden = self.embed_tokens(input_ids)  # [T, D]
-        cos, sin = self.rotary.tables(positions, hidden.dtype)
+        rope = self.rotary.batch(positions, hidden.dtype, need_tables=self.fused is None)
+        residual: torch.Tensor | None = None
         for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, cos, sin, kv_cache[index], meta)
-        return hidden
+            hidden, residual = layer(hidden, residual, rope, kv_cache[index], meta)
+        assert residual is not None
+        return hidden + residual
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits [N, V] (float32) for the rows of hidden [N, D] that need sampling."""
@@ -53,7 +64,11 @@ class CausalLM(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm attention then pre-norm SwiGLU, each with a residual."""
+    """Pre-norm attention then pre-norm SwiGLU, each with a residual.
+
+    The residual stream travels beside the hidden states, so each residual add
+    happens inside the next norm (one fused op where native kernels run).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -64,14 +79,21 @@ class Block(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        hidden: torch.Tensor,
+        residual: torch.Tensor | None,
+        rope: RopeBatch,
         layer_cache: torch.Tensor,
         meta: AttentionMetadata,
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, layer_cache, meta)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this block's MLP output, the residual stream before it); their sum is the
+        block's output. ``residual`` None: ``hidden`` is the stream (first block)."""
+        if residual is None:
+            residual, hidden = hidden, self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm.add_forward(hidden, residual)
+        hidden = self.self_attn(hidden, rope, layer_cache, meta)
+        hidden, residual = self.post_attention_layernorm.add_forward(hidden, residual)
+        return self.mlp(hidden), residual
 
 
 class Attention(nn.Module):
@@ -88,22 +110,33 @@ class Attention(nn.Module):
             config.hidden_size, q_size + 2 * kv_size, bias=config.attention_bias
         )
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=False)
+        self.fused: FusedOps | None = None
 
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rope: RopeBatch,
         layer_cache: torch.Tensor,
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         num_tokens = x.shape[0]
-        heads = self.qkv_proj(x).view(num_tokens, -1, self.head_dim)  # [T, h + 2*kvh, d]
+        qkv = self.qkv_proj(x)  # [T, (h + 2*kvh) * d]
+        heads = qkv.view(num_tokens, -1, self.head_dim)  # [T, h + 2*kvh, d]
         num_rotated = self.num_heads + self.num_kv_heads
-        rotated = apply_rotary(heads[:, :num_rotated], cos, sin)  # q and k in one pass
-        q, k = rotated[:, : self.num_heads], rotated[:, self.num_heads :]
+        if self.fused is not None:  # rotates q and k in place, stores k and v: one call
+            self.fused.rope_store(
+                qkv, self.num_heads, self.num_kv_heads, rope.tables, rope.positions,
+                meta.slot_mapping, layer_cache,
+            )  # fmt: skip
+            q, k = heads[:, : self.num_heads], heads[:, self.num_heads : num_rotated]
+        else:
+            assert rope.cos is not None and rope.sin is not None
+            rotated = apply_rotary(heads[:, :num_rotated], rope.cos, rope.sin)  # q and k
+            q, k = rotated[:, : self.num_heads], rotated[:, self.num_heads :]
         v = heads[:, num_rotated:]
-        out = paged_attention(q, k, v, layer_cache, meta)  # [T, h, d]
+        if self.fused is None:
+            store_kv(k, v, layer_cache, meta)
+        out = attend(q, k, v, layer_cache, meta)  # [T, h, d]
         return self.o_proj(out.reshape(num_tokens, -1))
 
 
@@ -128,7 +161,19 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size))
         self.eps = eps
+        self.fused: FusedOps | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused.add_rms_norm(x.contiguous(), None, self.weight, self.eps)
         normed = F.rms_norm(x.float(), self.weight.shape, None, self.eps)
         return self.weight * normed.to(x.dtype)
+
+    def add_forward(
+        self, delta: torch.Tensor, residual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(residual + delta), residual + delta); the fused path adds in place."""
+        if self.fused is not None:
+            return self.fused.add_rms_norm(residual, delta, self.weight, self.eps), residual
+        residual = residual + delta
+        return self(residual), residual

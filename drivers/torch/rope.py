@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,6 +43,17 @@ def _llama3_scaled(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch.Ten
     return torch.where(is_medium, blended, scaled)
 
 
+@dataclass
+class RopeBatch:
+    """One step's rotary inputs: the positions, the float32 tables (for fused kernels
+    that index them), and the gathered cos/sin [T, 1, d] in the model dtype (torch path)."""
+
+    positions: torch.Tensor
+    tables: tuple[torch.Tensor, torch.Tensor]
+    cos: torch.Tensor | None = None
+    sin: torch.Tensor | None = None
+
+
 class RotaryEmbedding(torch.nn.Module):
     """Precomputed cos/sin tables, indexed by absolute position."""
 
@@ -53,6 +65,13 @@ class RotaryEmbedding(torch.nn.Module):
         emb = torch.cat([freqs, freqs], dim=-1)  # [P, d]
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
+
+    def batch(self, positions: torch.Tensor, dtype: torch.dtype, need_tables: bool) -> RopeBatch:
+        """The step's rotary inputs; gathers cos/sin only when ``need_tables``."""
+        rope = RopeBatch(positions=positions, tables=(self.cos, self.sin))
+        if need_tables:
+            rope.cos, rope.sin = self.tables(positions, dtype)
+        return rope
 
     def tables(
         self, positions: torch.Tensor, dtype: torch.dtype

@@ -2,8 +2,9 @@
 
 A policy only ranks processes: the scheduler (the mechanism: token budget,
 batch limit, pages, preemption) asks it for a key per process, lower keys
-first, and tells it what happened (arrivals, service, exits, steps).
-Policies are plain Python and never touch pages or tensors.
+first, whether a waiting process may take a running one's slot, and tells it
+what happened (arrivals, admissions, service, exits, steps). Policies are
+plain Python and never touch pages or tensors.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ class Policy:
         """Rank of ``process``: lower runs first (ties broken by arrival)."""
         raise NotImplementedError
 
+    def may_preempt(self, waiter: Process, victim: Process) -> bool:
+        """Whether ``waiter`` (ready) deserves the slot of ``victim`` (the worst-ranked
+        running process). By default: it ranks strictly better."""
+        return self.key(waiter) < self.key(victim)
+
     def on_arrive(self, process: Process) -> None:
         """``process`` entered the ready queue (new, preempted, resumed or woken)."""
+
+    def on_run(self, process: Process) -> None:
+        """``process`` joined the running set."""
 
     def on_served(self, process: Process, num_prefill: int, num_decode: int) -> None:
         """``process`` got ``num_prefill`` prompt and ``num_decode`` output tokens this step."""

@@ -1,0 +1,146 @@
+/* Fused elementwise CPU kernels for the decoder block: the residual add with RMSNorm,
+ * and rotary embedding with the KV-cache store. Each replaces several torch ops (and
+ * their dispatch cost, which dominates at small batch) with one pass over the rows.
+ * Storage is float32 or bfloat16; rounding to the storage type happens where the
+ * reference (transformers) rounds: after the add, after normalizing, after the
+ * weight multiply. Rotary math is done in float32 and rounded once.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { F32 = 0, BF16 = 1 };
+
+static inline float bf16_load(const void *base, int64_t i) {
+    uint32_t bits = (uint32_t)((const uint16_t *)base)[i] << 16;
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+/* Round to the nearest bfloat16 (ties to even), kept as a float; NaN stays NaN.
+ * Branch-free, so loops over it vectorize. */
+static inline float round_bf16(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+    const uint32_t quiet = (bits | 0x00400000u) & 0xffff0000u;
+    bits = (bits & 0x7fffffffu) > 0x7f800000u ? quiet : rounded;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+static inline float get(const void *base, int64_t i, int dtype) {
+    return dtype == BF16 ? bf16_load(base, i) : ((const float *)base)[i];
+}
+
+static inline void put(void *base, int64_t i, float x, int dtype) {
+    if (dtype == BF16) {
+        float r = round_bf16(x);
+        uint32_t bits;
+        memcpy(&bits, &r, sizeof bits);
+        ((uint16_t *)base)[i] = (uint16_t)(bits >> 16);
+    } else {
+        ((float *)base)[i] = x;
+    }
+}
+
+/* The value as the storage type would hold it (a no-op for float32). */
+static inline float as_stored(float x, int dtype) { return dtype == BF16 ? round_bf16(x) : x; }
+
+/* One row of llmos_add_rms_norm; always inlined so constant dtypes drop their branches. */
+static inline __attribute__((always_inline)) void norm_row(void *residual, const void *delta,
+                                                           void *out, const void *weight,
+                                                           int64_t base, int64_t dim, float eps,
+                                                           int dtype, int weight_dtype) {
+    float lanes[16] = {0}; /* lane-wise partial sums: a vector reduction, not a serial chain */
+    int64_t i = 0;
+    for (; i + 16 <= dim; i += 16)
+        for (int l = 0; l < 16; l++) {
+            float x = get(residual, base + i + l, dtype);
+            if (delta != NULL) {
+                x = as_stored(x + get(delta, base + i + l, dtype), dtype);
+                put(residual, base + i + l, x, dtype);
+            }
+            lanes[l] += x * x;
+        }
+    float squares = 0.0f;
+    for (; i < dim; i++) {
+        float x = get(residual, base + i, dtype);
+        if (delta != NULL) {
+            x = as_stored(x + get(delta, base + i, dtype), dtype);
+            put(residual, base + i, x, dtype);
+        }
+        squares += x * x;
+    }
+    for (int l = 0; l < 16; l++) squares += lanes[l];
+    const float scale = 1.0f / sqrtf(squares / (float)dim + eps);
+    for (i = 0; i < dim; i++) {
+        const float normed = as_stored(get(residual, base + i, dtype) * scale, dtype);
+        put(out, base + i, get(weight, i, weight_dtype) * normed, dtype);
+    }
+}
+
+/* For each of `rows` rows of `dim`: if `delta` is given, residual += delta (rounded to the
+ * storage type); then out = weight * to_storage(residual * rsqrt(mean(residual^2) + eps)).
+ * The weight is float32 or the storage type (`weight_dtype`). */
+void llmos_add_rms_norm(void *residual, const void *delta, void *out, const void *weight,
+                        int64_t rows, int64_t dim, float eps, int32_t dtype,
+                        int32_t weight_dtype, int32_t num_threads) {
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (rows > 8)
+    for (int64_t r = 0; r < rows; r++) {
+        if (dtype == BF16 && weight_dtype == BF16)
+            norm_row(residual, delta, out, weight, r * dim, dim, eps, BF16, BF16);
+        else if (dtype == F32 && weight_dtype == F32)
+            norm_row(residual, delta, out, weight, r * dim, dim, eps, F32, F32);
+        else
+            norm_row(residual, delta, out, weight, r * dim, dim, eps, dtype, weight_dtype);
+    }
+}
+
+/* One token of llmos_rope_store; always inlined so a constant dtype vectorizes it. */
+static inline __attribute__((always_inline)) void rope_token(
+    void *qkv, int64_t t, int32_t heads, int32_t kv_heads, int32_t head_dim,
+    const float *cos_row, const float *sin_row, int64_t slot, void *cache, int64_t num_slots,
+    int dtype) {
+    const int32_t half = head_dim / 2, rotated = heads + kv_heads;
+    const int64_t width = (int64_t)(heads + 2 * kv_heads) * head_dim;
+    const int64_t element = dtype == BF16 ? 2 : 4;
+    for (int32_t h = 0; h < rotated; h++) {
+        const int64_t at = t * width + (int64_t)h * head_dim;
+        for (int32_t i = 0; i < half; i++) {
+            const float x1 = get(qkv, at + i, dtype), x2 = get(qkv, at + half + i, dtype);
+            put(qkv, at + i, x1 * cos_row[i] - x2 * sin_row[i], dtype);
+            put(qkv, at + half + i, x2 * cos_row[half + i] + x1 * sin_row[half + i], dtype);
+        }
+    }
+    for (int32_t kv = 0; kv < 2; kv++) {
+        for (int32_t h = 0; h < kv_heads; h++) {
+            const int64_t from = t * width + (int64_t)(heads + kv * kv_heads + h) * head_dim;
+            const int64_t to = (((int64_t)kv * kv_heads + h) * num_slots + slot) * head_dim;
+            memcpy((char *)cache + to * element, (const char *)qkv + from * element,
+                   (size_t)(head_dim * element));
+        }
+    }
+}
+
+/* qkv is [tokens, (heads + 2 * kv_heads) * head_dim]: q heads, then k, then v. Rotate the
+ * q and k heads in place (rotate-half layout, cos/sin float32 tables [positions, head_dim]
+ * indexed by each token's position), then store k and v of every token into one layer's
+ * pool [2, kv_heads, num_slots, head_dim] at the token's slot. */
+void llmos_rope_store(void *qkv, int64_t tokens, int32_t heads, int32_t kv_heads,
+                      int32_t head_dim, const float *cos_table, const float *sin_table,
+                      const int64_t *positions, const int64_t *slots, void *cache,
+                      int64_t num_slots, int32_t dtype, int32_t num_threads) {
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (tokens > 16)
+    for (int64_t t = 0; t < tokens; t++) {
+        const float *cos_row = cos_table + positions[t] * head_dim;
+        const float *sin_row = sin_table + positions[t] * head_dim;
+        if (dtype == BF16)
+            rope_token(qkv, t, heads, kv_heads, head_dim, cos_row, sin_row, slots[t], cache,
+                       num_slots, BF16);
+        else
+            rope_token(qkv, t, heads, kv_heads, head_dim, cos_row, sin_row, slots[t], cache,
+                       num_slots, F32);
+    }
+}
