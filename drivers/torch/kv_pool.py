@@ -73,8 +73,9 @@ def host_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     the OS allows (``MADV_HUGEPAGE``).
 
     Pages are scattered over the pool, so every page read would otherwise miss the
-    TLB; 2 MiB pages cover the pool with 512 times fewer entries. The mapping is
-    zero-filled lazily by the OS: memory is committed as pages are first written.
+    TLB; 2 MiB pages cover the pool with 512 times fewer entries. Every page is
+    written once here (after the advice, so the OS backs it with huge pages), so
+    the memory is committed at load and no step pays for first touches.
     """
     nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
     region = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -82,4 +83,5 @@ def host_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         with contextlib.suppress(OSError):  # a kernel without transparent huge pages
             region.madvise(mmap.MADV_HUGEPAGE)
     flat = torch.frombuffer(region, dtype=torch.uint8, count=nbytes)  # keeps region alive
+    flat.zero_()
     return flat.view(dtype).view(shape)
