@@ -1,0 +1,1 @@
+"""The sections of bench/throughput.py: the transformers baselines, the runs, the table."""
