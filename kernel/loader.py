@@ -17,6 +17,7 @@ from llmos.kernel.core import KernelCore
 from llmos.kernel.engine import Engine
 from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.models import canonical_name
+from llmos.kernel.own_thread import in_own_thread
 from llmos.plugins.registry import ModelPreset
 from llmos.syscalls.replies import ModelInfo
 
@@ -75,7 +76,9 @@ class ModelLoader:
 
     async def _build(self, name: str) -> Engine:
         log.info("loading model %s", name)
-        engine = await asyncio.to_thread(Engine.from_model, name, self.config, self.data_dir)
+        engine = await in_own_thread(
+            Engine.from_model, name, self.config, self.data_dir, name="llmos-load"
+        )
         log.info(
             "loaded %s: %d KV pages of %d tokens",
             name,

@@ -9,13 +9,13 @@ inspection until that zombie is reaped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 from llmos.kernel.engine_thread import EngineThread
 from llmos.kernel.hibernate import CorruptImage, image_dir, read_image
 from llmos.kernel.loader import ModelLoader
+from llmos.kernel.own_thread import in_own_thread
 from llmos.syscalls.errors import LlmosError
 
 log = logging.getLogger("llmos.kernel")
@@ -40,7 +40,7 @@ async def restore_hibernated(
 async def restore_one(engine_thread: EngineThread, loader: ModelLoader, path: Path) -> int | None:
     core = engine_thread.core
     try:
-        file = await asyncio.to_thread(read_image, path)
+        file = await in_own_thread(read_image, path)
     except CorruptImage as exc:
         log.error("%s", exc.message)
         if not path.stem.isdigit():
