@@ -46,6 +46,7 @@ REQUIRED_IN_WHEEL = [
     "llmos/drivers/loaders/__init__.py",
     "llmos/drivers/torch/csrc/paged_decode.c",  # package data: the native kernels' sources
     "llmos/drivers/torch/csrc/fused_ops.c",
+    "llmos/drivers/torch/csrc/storage.h",
 ]
 FIX_HINT = "list them in [tool.setuptools] packages (and package-dir) in pyproject.toml"
 

@@ -32,7 +32,9 @@ from llmos.syscalls.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("paged_decode.c", "fused_ops.c")]
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = [CSRC / name for name in ("paged_decode.c", "fused_ops.c")]
+HEADERS = [CSRC / "storage.h"]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
 _lock = threading.Lock()
@@ -57,7 +59,7 @@ def library_path(build_dir: Path | None = None) -> Path:
     """Where the built library for this source, compiler and CPU lives
     (``build_dir``, else ``<data_dir>/native``)."""
     key = hashlib.sha256()
-    for source in SOURCES:
+    for source in SOURCES + HEADERS:
         key.update(source.read_bytes())
     key.update(" ".join(compiler() + FLAGS).encode())
     key.update(_cpu_flags().encode())

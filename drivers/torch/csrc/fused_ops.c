@@ -9,44 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { F32 = 0, BF16 = 1 };
-
-static inline float bf16_load(const void *base, int64_t i) {
-    uint32_t bits = (uint32_t)((const uint16_t *)base)[i] << 16;
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
-
-/* Round to the nearest bfloat16 (ties to even), kept as a float; NaN stays NaN.
- * Branch-free, so loops over it vectorize. */
-static inline float round_bf16(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
-    const uint32_t quiet = (bits | 0x00400000u) & 0xffff0000u;
-    bits = (bits & 0x7fffffffu) > 0x7f800000u ? quiet : rounded;
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
-static inline float get(const void *base, int64_t i, int dtype) {
-    return dtype == BF16 ? bf16_load(base, i) : ((const float *)base)[i];
-}
-
-static inline void put(void *base, int64_t i, float x, int dtype) {
-    if (dtype == BF16) {
-        float r = round_bf16(x);
-        uint32_t bits;
-        memcpy(&bits, &r, sizeof bits);
-        ((uint16_t *)base)[i] = (uint16_t)(bits >> 16);
-    } else {
-        ((float *)base)[i] = x;
-    }
-}
-
-/* The value as the storage type would hold it (a no-op for float32). */
-static inline float as_stored(float x, int dtype) { return dtype == BF16 ? round_bf16(x) : x; }
+#include "storage.h"
 
 /* One row of llmos_add_rms_norm; always inlined so constant dtypes drop their branches. */
 static inline __attribute__((always_inline)) void norm_row(void *residual, const void *delta,
@@ -89,10 +52,10 @@ void llmos_add_rms_norm(void *residual, const void *delta, void *out, const void
                         int32_t weight_dtype, int32_t num_threads) {
 #pragma omp parallel for num_threads(num_threads) schedule(static) if (rows > 8)
     for (int64_t r = 0; r < rows; r++) {
-        if (dtype == BF16 && weight_dtype == BF16)
-            norm_row(residual, delta, out, weight, r * dim, dim, eps, BF16, BF16);
-        else if (dtype == F32 && weight_dtype == F32)
-            norm_row(residual, delta, out, weight, r * dim, dim, eps, F32, F32);
+        if (dtype == DTYPE_BF16 && weight_dtype == DTYPE_BF16)
+            norm_row(residual, delta, out, weight, r * dim, dim, eps, DTYPE_BF16, DTYPE_BF16);
+        else if (dtype == DTYPE_F32 && weight_dtype == DTYPE_F32)
+            norm_row(residual, delta, out, weight, r * dim, dim, eps, DTYPE_F32, DTYPE_F32);
         else
             norm_row(residual, delta, out, weight, r * dim, dim, eps, dtype, weight_dtype);
     }
@@ -105,7 +68,7 @@ static inline __attribute__((always_inline)) void rope_token(
     int dtype) {
     const int32_t half = head_dim / 2, rotated = heads + kv_heads;
     const int64_t width = (int64_t)(heads + 2 * kv_heads) * head_dim;
-    const int64_t element = dtype == BF16 ? 2 : 4;
+    const int64_t element = dtype == DTYPE_BF16 ? 2 : 4;
     for (int32_t h = 0; h < rotated; h++) {
         const int64_t at = t * width + (int64_t)h * head_dim;
         for (int32_t i = 0; i < half; i++) {
@@ -136,11 +99,11 @@ void llmos_rope_store(void *qkv, int64_t tokens, int32_t heads, int32_t kv_heads
     for (int64_t t = 0; t < tokens; t++) {
         const float *cos_row = cos_table + positions[t] * head_dim;
         const float *sin_row = sin_table + positions[t] * head_dim;
-        if (dtype == BF16)
+        if (dtype == DTYPE_BF16)
             rope_token(qkv, t, heads, kv_heads, head_dim, cos_row, sin_row, slots[t], cache,
-                       num_slots, BF16);
+                       num_slots, DTYPE_BF16);
         else
             rope_token(qkv, t, heads, kv_heads, head_dim, cos_row, sin_row, slots[t], cache,
-                       num_slots, F32);
+                       num_slots, DTYPE_F32);
     }
 }
