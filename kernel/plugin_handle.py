@@ -8,12 +8,12 @@ and reaps whatever is left, so a plugin that fails or hangs leaks nothing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmos.kernel.channels import LAGGED
+from llmos.kernel.own_thread import in_own_thread
 from llmos.syscalls.errors import InvalidArgument, LlmosError
 from llmos.syscalls.events import ExitEvent, TokenEvent, is_terminal
 from llmos.syscalls.replies import Forked, Waited
@@ -113,8 +113,9 @@ class PluginHandle:
         await self.syscalls.engine.call(self.syscalls.core.kill, self.uid, pid, "TERM")
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in a worker thread, off the event loop."""
-        return await asyncio.to_thread(fn, *args)
+        """Run ``fn(*args)`` on a thread of its own, off the event loop (a thread that ends
+        with the call, so tensor code run there leaves no OpenMP pool behind)."""
+        return await in_own_thread(fn, *args, name="llmos-plugin")
 
     async def close(self) -> None:
         """Kill and reap every process this handle started that is still around."""

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
+from llmos.kernel.own_thread import in_own_thread
 from llmos.kernel.plugin_handle import PluginHandle
 from llmos.syscalls.errors import Interrupted
 
@@ -70,7 +71,7 @@ class ThreadedHandle:
             await self._on_kernel(chunks.aclose())
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        return await in_own_thread(fn, *args, name="llmos-plugin")
 
 
 def settle(resolve: Callable[[Any], None], outcome: Any) -> None:

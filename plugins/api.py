@@ -66,5 +66,6 @@ class KernelHandle(Protocol):
         ...
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU- or IO-bound work in a worker thread, off the event loop."""
+        """Run CPU- or IO-bound work on a thread of its own (ending with the call), off the
+        event loop."""
         ...
