@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -9,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmos.drivers.swap_files import open_locked, remove_stale_swap_files, swap_file_path
+from llmos.drivers.torch.swap_space import SwapSpace
 
 HOLDER = """
 import sys, time
@@ -67,3 +70,17 @@ def test_a_held_swap_file_cannot_be_taken_twice(tmp_path: Path) -> None:
 
 def test_no_swap_folder_is_nothing_to_clean(tmp_path: Path) -> None:
     assert remove_stale_swap_files(tmp_path) == []
+
+
+def test_a_dropped_swap_space_deletes_its_file(tmp_path: Path) -> None:
+    """An engine used in-process and never closed still leaves no swap file behind."""
+    pool = torch.zeros(2, 2, 2, 64, 8)
+    space = SwapSpace(pool, 16, 2, 4, tmp_path / "dropped.swap")
+    assert (tmp_path / "dropped.swap").exists()
+    del space
+    gc.collect()
+    assert not list(tmp_path.iterdir())
+    closed = SwapSpace(pool, 16, 2, 4, tmp_path / "closed.swap")
+    closed.close()
+    closed.close()  # twice is harmless
+    assert not list(tmp_path.iterdir())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,6 +103,11 @@ class SwapSpace:
         self.swap_file = swap_file if num_disk_pages else None
         self._fd: int | None = None
         self.disk = self._map(swap_file, num_disk_pages) if num_disk_pages else None
+        # A driver never closed (an in-process engine dropped, or left at exit) still
+        # deletes its swap file; close() runs the same release early.
+        self._release = weakref.finalize(
+            self, release_swap_file, self.swap_file, self._fd, os.getpid()
+        )
         self.checksums: dict[int, int] = {}
         self._staging: torch.Tensor | None = None
 
@@ -253,9 +259,17 @@ class SwapSpace:
     def close(self) -> None:
         """Unmap and delete the swap file (its lock goes with the descriptor)."""
         self.disk = None
-        if self.swap_file is not None:
-            self.swap_file.unlink(missing_ok=True)
-            self.swap_file = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._release()  # once only: later calls, and the finalizer, do nothing
+        self.swap_file = None
+        self._fd = None
+
+
+def release_swap_file(path: Path | None, fd: int | None, owner: int) -> None:
+    """Delete a swap file and close its descriptor (and so its lock); only in the process
+    that made it, never in a forked child that inherited the object."""
+    if os.getpid() != owner:
+        return
+    if path is not None:
+        path.unlink(missing_ok=True)
+    if fd is not None:
+        os.close(fd)
