@@ -154,29 +154,31 @@ class Scheduler:
         cgroup does); False if ``process`` itself had to go."""
         if self.quotas.page_limit(process.uid) is None:
             return True
-        while not self.quotas.allows_pages(process.uid, self._uid_pages_after(process, num)):
+        while not self._uid_fits(process, num):
             victim = [p for p in self.running if p.uid == process.uid][-1]
             self._preempt(victim, plan)  # not scheduled yet: it had no tokens
             if victim is process:
                 return False
         return True
 
-    def _uid_pages_after(self, process: Process, num: int) -> int:
-        """Device frames ``process``'s uid holds in the running set once ``process`` holds
-        ``num`` more tokens; a frame its processes share counts once."""
-        others = {
-            frame
-            for p in self.running
-            if p.uid == process.uid and p is not process
-            for frame in p.block_table
-            if frame != NOT_RESIDENT
-        }
+    def _uid_fits(self, process: Process, num: int) -> bool:
+        """Whether ``process``'s uid stays within its page quota once ``process`` holds
+        ``num`` more tokens, counting the device frames of its running processes (a
+        frame they share counts once)."""
+        if self.quotas.page_limit(process.uid) is None:
+            return True
+        total = pages_for(process.num_computed_tokens + num, self.memory.page_size)
+        own = max(total, len(process.block_table))
+        others = [p for p in self.running if p.uid == process.uid and p is not process]
+        bound = own + sum(len(p.block_table) for p in others)  # as if nothing were shared
+        if self.quotas.allows_pages(process.uid, bound):
+            return True  # the usual case: no frame sets to build
+        frames = {frame for p in others for frame in p.block_table if frame != NOT_RESIDENT}
         kept = {f for f in process.block_table if f != NOT_RESIDENT}
         cow = self.memory.cow_index(process)
         if cow is not None:  # that page is copied to a frame of its own
             kept.discard(process.block_table[cow])
-        total = pages_for(process.num_computed_tokens + num, self.memory.page_size)
-        return len(others) + max(total, len(process.block_table)) - len(kept & others)
+        return self.quotas.allows_pages(process.uid, len(frames) + own - len(kept & frames))
 
     def _admit_waiting(self, plan: StepPlan, budget: int) -> None:
         for process in sorted(self.waiting, key=self.policy.key):
@@ -199,8 +201,7 @@ class Scheduler:
         """Whether ``process``'s uid may run it, with room for its whole context."""
         if not self.quotas.allows_admission(process, self.running):
             return False
-        pages = self._uid_pages_after(process, process.num_pending)
-        return self.quotas.allows_pages(process.uid, pages)
+        return self._uid_fits(process, process.num_pending)
 
     def _fits(self, process: Process, num: int) -> bool:
         slots = len(self.running) < self.max_num_seqs

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchrun import run_bench
+
 SECTIONS = [
     r"fork, \d+-token process \(\d+ pages\)",
     r"8 forks of \d+ tokens \(\+\d+ each\)",
@@ -26,30 +24,13 @@ NUMBER = r"[\d,.]+"
 
 
 def test_memory_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "figures.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "memory.py"),
-            "--quick",
-            "--tiny",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=55,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = ["--quick", "--tiny", "--data-dir", str(tmp_path / "data")]
+    text, report = run_bench(tmp_path, "memory.py", *args, timeout=55)
     header = r"^metric\s+unit\s+llmos\s+baseline\s+ratio\s+target\s+result\s+other-cpu$"
-    assert re.search(header, proc.stdout, re.M), proc.stdout
+    assert re.search(header, text, re.M), text
     for metric in SECTIONS:
         row = rf"^{metric}\s+\S+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+.+\s(PASS|MISS|-)\s+[\d.]+$"
-        assert re.search(row, proc.stdout, re.M), f"no row {metric!r} in:\n{proc.stdout}"
-    report = json.loads(out.read_text())
+        assert re.search(row, text, re.M), f"no row {metric!r} in:\n{text}"
     verdicts = {row["metric"]: row["verdict"] for row in report["rows"]}
     assert len(verdicts) == len(report["rows"]) >= len(SECTIONS)
     assert set(verdicts.values()) <= {"PASS", "MISS", "-"}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchrun import run_bench
+
 POLICIES = ("fcfs", "priority", "fair", "mlfq")
 METRICS = ("throughput", "short TTFT p50", "short TTFT p99", "light uid share")
 NUMBER = r"[\d,.]+"
@@ -16,24 +14,15 @@ FIGURES = rf"\S+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+.*(PASS|MISS|-)"  # unit, o
 
 
 def test_sched_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "figures.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "sched.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text, report = run_bench(tmp_path, "sched.py", "--quick", timeout=60)
     header = r"^metric\s+unit\s+llmos\s+fcfs\s+ratio\s+target\s+result\s+other-cpu$"
-    assert re.search(header, proc.stdout, re.M), proc.stdout
+    assert re.search(header, text, re.M), text
     for policy in POLICIES:
         for metric in METRICS:
             row = rf"^sim {policy} {metric}\s+{FIGURES}"
-            assert re.search(row, proc.stdout, re.M), f"no row {policy} {metric}:\n{proc.stdout}"
+            assert re.search(row, text, re.M), f"no row {policy} {metric}:\n{text}"
         overhead = rf"^sim {policy} scheduler overhead, 64 running\s+%\s+{NUMBER}\s+.*(PASS|MISS)"
-        assert re.search(overhead, proc.stdout, re.M), proc.stdout
-    report = json.loads(out.read_text())
+        assert re.search(overhead, text, re.M), text
     assert {row["verdict"] for row in report["rows"]} <= {"PASS", "MISS", "-"}
     runs = {f["policy"]: f for f in report["sim"]["policies"]}
     # the simulator is deterministic: these orderings are the policies' own doing

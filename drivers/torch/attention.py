@@ -64,18 +64,6 @@ class AttentionMetadata:
     native: NativeDecodes | None = None
 
 
-def paged_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    layer_cache: torch.Tensor,
-    meta: AttentionMetadata,
-) -> torch.Tensor:
-    """Store k/v [T, kvh, d] into the pool, then attend q [T, h, d] (see :func:`attend`)."""
-    store_kv(k, v, layer_cache, meta)
-    return attend(q, k, v, layer_cache, meta)
-
-
 def store_kv(
     k: torch.Tensor, v: torch.Tensor, layer_cache: torch.Tensor, meta: AttentionMetadata
 ) -> None:
@@ -100,16 +88,17 @@ def attend(
     num_decodes = meta.num_decodes
     groups = meta.decode_groups
     native = meta.native
-    if native is not None and num_decodes == q.shape[0]:
-        return native.kernel(q, layer_cache, native.tables, native.lens, meta.page_size)
-    if num_decodes == q.shape[0] and len(groups) == 1:  # one group: no buffer to fill
+    if native is not None:
+        decoded = native.kernel(
+            q[:num_decodes], layer_cache, native.tables, native.lens, meta.page_size
+        )
+        if num_decodes == q.shape[0]:  # decodes only: the kernel's output is the answer
+            return decoded
+    elif num_decodes == q.shape[0] and len(groups) == 1:  # one group: no buffer to fill
         return _decode(q, layer_cache, groups[0], meta.page_size)
     out = torch.empty_like(q)
-    if native is not None and num_decodes:
-        decodes = q[:num_decodes]
-        out[:num_decodes] = native.kernel(
-            decodes, layer_cache, native.tables, native.lens, meta.page_size
-        )
+    if native is not None:
+        out[:num_decodes] = decoded
     for group in groups:
         rows = slice(group.start, group.start + group.num)
         out[rows] = _decode(q[rows], layer_cache, group, meta.page_size)

@@ -133,9 +133,8 @@ class Attention(nn.Module):
             assert rope.cos is not None and rope.sin is not None
             rotated = apply_rotary(heads[:, :num_rotated], rope.cos, rope.sin)  # q and k
             q, k = rotated[:, : self.num_heads], rotated[:, self.num_heads :]
+            store_kv(k, heads[:, num_rotated:], layer_cache, meta)
         v = heads[:, num_rotated:]
-        if self.fused is None:
-            store_kv(k, v, layer_cache, meta)
         out = attend(q, k, v, layer_cache, meta)  # [T, h, d]
         return self.o_proj(out.reshape(num_tokens, -1))
 
